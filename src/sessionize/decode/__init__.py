@@ -1,0 +1,1 @@
+"""Raw records to Events: field mapping and timestamp reading."""

@@ -1,0 +1,117 @@
+"""Field mapping: a decoded record (JSON object or CSV row) to an Event, or a Rejection.
+
+Real data names its fields in every possible way (``user_id``, ``ip``, ``visitor``; one time
+column or a date and a time column), so every name is configurable and the defaults follow the
+JSON Lines convention of the README (``user_id``, ``ts``, ``type``, ``event_id``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sessionize.decode.timestamps import BadTimestamp, make_parser
+from sessionize.engine.event import Event, Reason, Rejection
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Where each engine field lives in the input record. ``None`` means "not in this input"."""
+
+    key: tuple[str, ...] = ("user_id",)
+    ts: tuple[str, ...] = ("ts",)
+    ts_format: str = "iso"
+    input_tz: str = "UTC"
+    type: str | None = "type"
+    default_type: str | None = None
+    event_id: str | None = "event_id"
+    page: str | None = "page"
+    referrer: str | None = "referrer"
+    campaign: tuple[str, ...] = ("utm_source", "utm_medium", "utm_campaign")
+    user_agent: str | None = "user_agent"
+    revenue: str | None = "revenue"
+    received_at: str | None = "received_at"
+
+    def named_fields(self) -> list[str]:
+        """Every input field this mapping reads (to check a CSV header against it)."""
+        single = [self.type, self.event_id, self.page, self.referrer, self.user_agent, self.revenue]
+        return [*self.key, *self.ts, *(f for f in single if f)]
+
+
+class RecordDecoder:
+    """Turns mapping-like records into Events; anything unreadable becomes a ``malformed``
+    Rejection that says which field and why, with the raw input kept for the dead letter."""
+
+    def __init__(self, fields: FieldMap) -> None:
+        self.fields = fields
+        self._parse_ts = make_parser(fields.ts_format, fields.input_tz)
+        self._parse_received = make_parser("iso", "UTC")
+
+    def decode(self, rec: Mapping[str, Any], offset: int | None, raw: Any) -> Event | Rejection:
+        f = self.fields
+        key = _joined(rec, f.key)
+        if len(f.ts) == 1:
+            ts_value = rec.get(f.ts[0])
+        else:
+            parts = [rec.get(name) for name in f.ts]
+            ts_value = None if any(p in (None, "") for p in parts) else " ".join(map(str, parts))
+        if ts_value is None or ts_value == "":
+            return Rejection(Reason.MALFORMED, raw, f"missing timestamp field {'+'.join(f.ts)!r}",
+                             offset, key)
+        try:
+            ts = self._parse_ts(ts_value)
+        except BadTimestamp as exc:
+            return Rejection(Reason.MALFORMED, raw, f"field {'+'.join(f.ts)!r}: {exc}", offset, key)
+        etype = _text(rec.get(f.type)) if f.type else None
+        if etype is None:
+            etype = f.default_type
+        revenue = None
+        if f.revenue:
+            value = rec.get(f.revenue)
+            if value not in (None, ""):
+                try:
+                    revenue = float(value)
+                except (TypeError, ValueError):
+                    return Rejection(Reason.MALFORMED, raw,
+                                     f"field {f.revenue!r}: not a number: {value!r}", offset, key)
+        received_at = None
+        if f.received_at:
+            value = rec.get(f.received_at)
+            if value not in (None, ""):
+                try:
+                    received_at = self._parse_received(value)
+                except BadTimestamp as exc:
+                    return Rejection(Reason.MALFORMED, raw, f"field {f.received_at!r}: {exc}",
+                                     offset, key)
+        return Event(
+            key=key,
+            ts=ts,
+            type=etype,
+            event_id=_text(rec.get(f.event_id)) if f.event_id else None,
+            page=_text(rec.get(f.page)) if f.page else None,
+            referrer=_text(rec.get(f.referrer)) if f.referrer else None,
+            campaign=_joined(rec, f.campaign, sep="/", partial=True) if f.campaign else None,
+            user_agent=_text(rec.get(f.user_agent)) if f.user_agent else None,
+            revenue=revenue,
+            received_at=received_at,
+            offset=offset,
+            raw=raw,
+        )
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _joined(rec: Mapping[str, Any], names: tuple[str, ...], sep: str = "|",
+            partial: bool = False) -> str | None:
+    """The values of ``names`` joined; None when any is missing (or, if ``partial``, all are)."""
+    if len(names) == 1:
+        return _text(rec.get(names[0]))
+    values = [_text(rec.get(n)) for n in names]
+    if partial:
+        return sep.join(v or "" for v in values) if any(values) else None
+    return None if any(v is None for v in values) else sep.join(values)  # type: ignore[arg-type]
