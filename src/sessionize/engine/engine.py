@@ -217,15 +217,21 @@ class SessionEngine:
         heap = self._closing
         extra = self._gmax_plus_grace
         assert T is not None and extra is not None
+        due = []
         while heap and heap[0][0] < T:
             _, created, s = heapq.heappop(heap)
             if not s.alive:
                 continue
             deadline = s.expires + extra
             if deadline < T:
-                self._close(s)
+                due.append(s)
             else:
                 heapq.heappush(heap, (deadline, created, s))
+        # heap entries are lower bounds whose history differs after a restore: emit in an
+        # order that depends only on the sessions, so replays and restores agree exactly
+        due.sort(key=_by_start_then_created)
+        for s in due:
+            self._close(s)
 
     def _close(self, s: Session) -> None:
         sessions = self._open[s.key]
