@@ -93,13 +93,16 @@ APT_UPDATED=0
 apt_install() {
     command -v apt-get >/dev/null || die "apt-get not found; install $* by hand"
     if ((EUID != 0)); then die "need root to apt-get install $*"; fi
+    local apt_log=$SVC_DIR/apt.log
     if ((APT_UPDATED == 0)); then
         log "apt-get update"
-        DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$apt_log" 2>&1 ||
+            { tail_log "$apt_log"; die "apt-get update failed"; }
         APT_UPDATED=1
     fi
     log "apt-get install -y $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >>"$apt_log" 2>&1 ||
+        { tail_log "$apt_log"; die "apt-get install $* failed"; }
 }
 
 # Directory of the newest installed PostgreSQL server binaries (Debian layout).
@@ -133,10 +136,11 @@ ensure_kafka_jars() {
     local stamp=$KAFKA_LIB/.pom.sha256 want
     want=$(sha256sum "$KAFKA_TOOLS/pom.xml" | cut -d' ' -f1)
     if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then return 0; fi
-    log "fetching Kafka jars with Maven into ${KAFKA_LIB#"$ROOT"/} (first run: a minute or two)"
+    log "fetching Kafka jars with Maven into ${KAFKA_LIB#"$ROOT"/} (first run only)"
     rm -rf "$KAFKA_LIB"
     local mvn_log=$SVC_DIR/kafka/maven.log
-    if ! mvn -B -q -f "$KAFKA_TOOLS/pom.xml" dependency:copy-dependencies >"$mvn_log" 2>&1; then
+    # -XX:-UsePerfData: no /tmp/hsperfdata_* from Maven's own JVM
+    if ! MAVEN_OPTS="${MAVEN_OPTS:-} -XX:-UsePerfData" mvn -B -q -Dstyle.color=never -f "$KAFKA_TOOLS/pom.xml" dependency:copy-dependencies >"$mvn_log" 2>&1; then
         tail_log "$mvn_log"
         die "mvn dependency:copy-dependencies failed"
     fi
@@ -412,7 +416,7 @@ kafka_up() {
     # setsid: own session, so the broker outlives this script and its process group.
     # The inner shell writes its own PID and then becomes java (exec), so the pidfile holds java's PID.
     setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$KAFKA_PIDFILE" \
-        java "-Xms128m" "-Xmx$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        java "-Xmx$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
         "${flags[@]}" "$KAFKA_MAIN" "$KAFKA_PROPS" \
         </dev/null >"$KAFKA_LOG" 2>&1 9>&- &

@@ -1,0 +1,308 @@
+"""The ``sessionize`` command: thin. It parses flags, builds a pipeline, prints a summary.
+
+Every SessionizeError becomes a short message and exit status 2; anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sessionize.decode.timestamps import format_ms
+from sessionize.engine.durations import format_duration
+from sessionize.engine.engine import SessionEngine
+from sessionize.errors import SessionizeError
+from sessionize.pipeline import FilePipeline, JsonLinesWriter, Outputs, RunSummary
+from sessionize.settings import Settings, load_settings
+from sessionize.sources import Source, open_source
+
+console = Console(stderr=True)
+out = Console()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SessionizeError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+# ---------------------------------------------------------------------------- flags
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sessionize",
+        description="User sessions from activity streams: event-time session windows.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="sessionize files into the store")
+    run.add_argument("--input", "-i", required=True, nargs="+", metavar="PATH",
+                     help="input file(s): JSON Lines, CSV/TSV or access logs, optionally gzip'd")
+    _session_flags(run)
+    _input_flags(run)
+    run.add_argument("--output", "-o", metavar="FILE", help="also write final sessions as JSONL")
+    run.add_argument("--rejected", metavar="FILE", help="also write rejected events as JSONL")
+    run.add_argument("--with-event-ids", action="store_true", default=None,
+                     help="keep each session's event ids (in --output and the store)")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+
+    serve = sub.add_parser("serve", help="serve the REST API over the store")
+    _common_flags(serve)
+    _api_flags(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("demo", help="sessionize a bundled real dataset and serve the API")
+    demo.add_argument("--dir", default="sessionize-demo", help="where to put the demo store")
+    demo.add_argument("--no-serve", action="store_true", help="stop after printing the results")
+    _api_flags(demo)
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def _common_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help="TOML settings file")
+    p.add_argument("--db", metavar="PATH", help="SQLite store (default sessionize.db)")
+
+
+def _session_flags(p: argparse.ArgumentParser) -> None:
+    _common_flags(p)
+    p.add_argument("--gap", help="inactivity gap that ends a session, e.g. 30m (default 30m)")
+    p.add_argument("--grace", help="how late an event may be, e.g. 24h, or 'unbounded'")
+
+
+def _input_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("input mapping (JSON Lines / CSV)")
+    g.add_argument("--format", "-f", choices=["jsonl", "csv", "tsv", "clf"])
+    g.add_argument("--key", help="user key field(s), comma-separated (default user_id)")
+    g.add_argument("--ts", help="timestamp field(s), comma-separated (default ts)")
+    g.add_argument("--ts-format", help="iso, epoch_s, epoch_ms or a strptime pattern")
+    g.add_argument("--type", dest="type_field", help="event type field (default type)")
+    g.add_argument("--input-tz", help="time zone of timestamps without an offset (default UTC)")
+
+
+def _api_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8000)")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags: dict[str, dict[str, Any]] = {
+        "session": {"gap": getattr(args, "gap", None), "grace": getattr(args, "grace", None)},
+        "input": {"format": getattr(args, "format", None), "key": getattr(args, "key", None),
+                  "ts": getattr(args, "ts", None), "ts_format": getattr(args, "ts_format", None),
+                  "type": getattr(args, "type_field", None),
+                  "input_tz": getattr(args, "input_tz", None)},
+        "store": {"db": getattr(args, "db", None)},
+        "output": {"sessions": getattr(args, "output", None),
+                   "rejected": getattr(args, "rejected", None),
+                   "with_event_ids": getattr(args, "with_event_ids", None)},
+        "api": {"host": getattr(args, "host", None), "port": getattr(args, "port", None)},
+    }
+    return load_settings(getattr(args, "config", None), flags)
+
+
+# ---------------------------------------------------------------------------- commands
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    summaries = [run_file(path, settings, show_progress=not args.quiet)
+                 for path in args.input]
+    for s in summaries:
+        print_summary(s, settings)
+    return 0
+
+
+def run_file(path: str, settings: Settings, show_progress: bool = True) -> RunSummary:
+    """Sessionize one file into the configured store (and outputs); the CLI's main job."""
+    from sessionize.stores.sqlite import SqliteStore
+
+    source = _open(path, settings)
+    outputs = Outputs(
+        sessions=JsonLinesWriter(settings.sessions_out) if settings.sessions_out else None,
+        rejected=JsonLinesWriter(settings.rejected_out) if settings.rejected_out else None,
+    )
+    store = SqliteStore(settings.db)
+    try:
+        pipeline = FilePipeline(SessionEngine(settings.engine), store, outputs)
+        if not show_progress:
+            return pipeline.run(source, describe(settings))
+        with _progress_bar(source) as update:
+            return pipeline.run(source, describe(settings), update)
+    finally:
+        store.close()
+
+
+def _open(path: str, settings: Settings) -> Source:
+    inp = settings.input
+    options: dict[str, Any] = {}
+    fmt = inp.format
+    if fmt == "clf" or (fmt is None and _looks_like_log(path)):
+        options = {"key": inp.clf_key, "skip_assets": inp.skip_assets}
+    elif inp.delimiter is not None:
+        options["delimiter"] = inp.delimiter
+    return open_source(path, fmt, inp.fields, **options)
+
+
+def _looks_like_log(path: str) -> bool:
+    from sessionize.sources import detect_format
+
+    return detect_format(path) == "clf"
+
+
+class _progress_bar:
+    """A rich progress bar over the bytes of the input, with events/s and sessions."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"), TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(), console=console, transient=True,
+        )
+
+    def __enter__(self):
+        self.progress.start()
+        total = self.source.total_bytes or None
+        self.task = self.progress.add_task(Path(self.source.name).name, total=total, rate="")
+        return self.update
+
+    def update(self, summary: RunSummary, source: Source) -> None:
+        self.progress.update(
+            self.task, completed=source.bytes_read,
+            rate=f"{summary.received:,} events  {summary.events_per_second:,.0f}/s  "
+                 f"{summary.sessions:,} sessions")
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """The settings that decide the result, stored with each run for later reading."""
+    e = settings.engine
+    return {"gap": format_duration(e.gap_ms), "grace": format_duration(e.grace_ms),
+            "gap_by_type": e.gap_by_type, "max_duration": e.max_duration_ms,
+            "split_at_midnight": e.midnight_tz, "dedup": e.dedup,
+            "campaign_split": e.campaign_split, "input_format": settings.input.format}
+
+
+def print_summary(s: RunSummary, settings: Settings) -> None:
+    t = Table(title=f"sessionize run: {s.source}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_row("events read", f"{s.received + s.skipped:,}")
+    if s.skipped:
+        t.add_row("  skipped (static assets)", f"{s.skipped:,}")
+    t.add_row("  counted", f"{s.counted:,}")
+    t.add_row("  rejected", f"{s.rejected_total:,}")
+    for reason, n in s.rejected.items():
+        if n:
+            t.add_row(f"    {reason}", f"{n:,}")
+    t.add_row("sessions", f"{s.sessions:,}")
+    t.add_row("time taken", f"{s.seconds:.2f} s ({s.events_per_second:,.0f} events/s)")
+    t.add_row("stream time", format_ms(s.stream_time) or "-")
+    t.add_row("store", settings.db)
+    if settings.sessions_out:
+        t.add_row("sessions file", settings.sessions_out)
+    if settings.rejected_out:
+        t.add_row("rejected file", settings.rejected_out)
+    out.print(t)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    serve(settings.db, settings.host, settings.port)
+    return 0
+
+
+def serve(db: str, host: str, port: int) -> None:
+    import uvicorn
+
+    from sessionize.api.app import create_app
+    from sessionize.stores.sqlite import SqliteStore
+
+    if not Path(db).exists():
+        raise SessionizeError(f"store {db} does not exist yet; fill it first with "
+                              f"`sessionize run --input FILE --db {db}`")
+    app = create_app(SqliteStore(db))
+    console.print(f"API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    data = resources.files("sessionize") / "demo_data"
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "demo.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    with resources.as_file(data / "rees46.toml") as cfg, \
+            resources.as_file(data / "rees46-2019-Oct-head5000.csv") as csv_path:
+        settings = load_settings(cfg, {
+            "store": {"db": str(db)},
+            "output": {"sessions": str(folder / "sessions.jsonl"), "with_event_ids": True},
+            "api": {"host": args.host, "port": args.port}})
+        out.print("[bold]sessionize demo[/]: real e-commerce clicks from the REES46 / Open CDP "
+                  "dataset (first 4,999 events of 2019-Oct; attribution in "
+                  "sessionize/demo_data/ATTRIBUTION.md)\n")
+        summary = run_file(str(csv_path), settings)
+    print_summary(summary, settings)
+    _show_demo_findings(str(db), settings)
+    if args.no_serve:
+        return 0
+    serve(str(db), settings.host, settings.port)
+    return 0
+
+
+def _show_demo_findings(db: str, settings: Settings) -> None:
+    from sessionize.stores.sqlite import SqliteStore
+
+    store = SqliteStore(db)
+    try:
+        s = store.summary(None, None)
+        out.print(
+            f"\n[bold]What the sessions say[/]: {s['sessions']:,} sessions of {s['users']:,} users; "
+            f"median {s['median_duration_ms'] / 1000:.0f} s, mean {s['mean_duration_ms'] / 1000:.0f} s; "
+            f"bounce rate {s['bounce_rate']:.1%}; conversion rate {s['conversion_rate']:.2%}; "
+            f"{s['events_per_session']:.2f} events per session.")
+        key, sessions = _busiest_user(store)
+        t = Table(title=f"sessions of user {key}", title_justify="left")
+        for col in ("start", "end", "events", "views", "purchases", "revenue", "path"):
+            t.add_column(col)
+        for r in sessions:
+            t.add_row(format_ms(r["start"]), format_ms(r["end"]), str(r["event_count"]),
+                      str(r["page_views"]), str(r["conversions"]), f"{r['revenue']:.2f}",
+                      " > ".join(r["path"][:8]) + (" ..." if len(r["path"]) > 8 else ""))
+        out.print(t)
+        base = f"http://{settings.host}:{settings.port}"
+        out.print(f"\nTry: {base}/docs   {base}/users/{key}/sessions   {base}/stats/summary\n")
+    finally:
+        store.close()
+
+
+def _busiest_user(store: Any) -> tuple[str, list[dict[str, Any]]]:
+    key = store.busiest_key()
+    sessions, _ = store.user_sessions(key, None, None, 20, None)
+    return key, sessions
+
+
+if __name__ == "__main__":
+    sys.exit(main())
