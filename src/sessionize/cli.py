@@ -299,7 +299,7 @@ def _show_demo_findings(db: str, settings: Settings) -> None:
 
 
 def _busiest_user(store: Any) -> tuple[str, list[dict[str, Any]]]:
-    key = store.busiest_key()
+    key = store.top_keys(1)[0]["key"]
     sessions, _ = store.user_sessions(key, None, None, 20, None)
     return key, sessions
 

@@ -65,7 +65,8 @@ def _with_keys(by_key, gap):
 
 
 def naive_reference(events: list[Event], gap: int, grace: int):
-    """SEMANTICS.md §2-§3 literally, with a full scan at every step: no heap, no laziness."""
+    """SEMANTICS.md §2-§3 literally, with a full scan at every step: no heap, no laziness, and
+    no forgetting: an event that touches any final session of its key is late."""
     T = None
     open_sessions: list[dict] = []
     finals, late = [], []
@@ -77,8 +78,13 @@ def naive_reference(events: list[Event], gap: int, grace: int):
                 finals.append(s)
 
     for seq, e in enumerate(events):
-        cands = [s for s in open_sessions
-                 if s["key"] == e.key and s["start"] <= e.ts + gap and e.ts <= s["expires"]]
+        def touches(s, e=e):
+            return s["key"] == e.key and s["start"] <= e.ts + gap and e.ts <= s["expires"]
+
+        cands = [s for s in open_sessions if touches(s)]
+        if any(touches(s) for s in finals):  # a final session is immutable: touching it is late
+            late.append(e.event_id)
+            continue
         m_expires = max([e.ts + gap] + [s["expires"] for s in cands])
         if T is not None and m_expires < T - grace:
             late.append(e.event_id)

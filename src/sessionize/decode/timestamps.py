@@ -42,7 +42,7 @@ def _epoch_parser(scale: float) -> Callable[[object], int]:
     def parse(value: object) -> int:
         try:
             return int(round(float(value) * scale))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise BadTimestamp(f"not an epoch number: {value!r}") from None
 
     return parse
@@ -56,15 +56,18 @@ def _iso_parser(tz: ZoneInfo) -> Callable[[object], int]:
         except ValueError:
             try:
                 return int(round(float(text)))  # an epoch-ms number written as text
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise BadTimestamp(f"not an ISO-8601 timestamp: {text!r}") from None
-        return to_epoch_ms(dt, tz)
+        return _checked(dt, tz, text)
 
     def parse(value: object) -> int:
         if isinstance(value, bool):
             raise BadTimestamp(f"not a timestamp: {value!r}")
         if isinstance(value, (int, float)):
-            return int(value)  # epoch milliseconds
+            try:
+                return int(value)  # epoch milliseconds
+            except (ValueError, OverflowError):
+                raise BadTimestamp(f"not a finite epoch number: {value!r}") from None
         if isinstance(value, str):
             return parse_text(value.strip())
         raise BadTimestamp(f"not a timestamp: {value!r}")
@@ -79,7 +82,7 @@ def _pattern_parser(fmt: str, tz: ZoneInfo) -> Callable[[object], int]:
             dt = datetime.strptime(text, fmt)
         except ValueError:
             raise BadTimestamp(f"{text!r} does not match the format {fmt!r}") from None
-        return to_epoch_ms(dt, tz)
+        return _checked(dt, tz, text)
 
     def parse(value: object) -> int:
         if not isinstance(value, str):
@@ -87,6 +90,13 @@ def _pattern_parser(fmt: str, tz: ZoneInfo) -> Callable[[object], int]:
         return parse_text(value.strip())
 
     return parse
+
+
+def _checked(dt: datetime, tz: ZoneInfo, text: str) -> int:
+    try:
+        return to_epoch_ms(dt, tz)
+    except OverflowError:
+        raise BadTimestamp(f"{text!r} is out of the representable range") from None
 
 
 def to_epoch_ms(dt: datetime, tz: ZoneInfo) -> int:

@@ -14,6 +14,7 @@ from sessionize.errors import ConfigError
 
 DEFAULT_GAP_MS = 30 * 60_000
 DEFAULT_GRACE_MS = 24 * 3_600_000
+DEFAULT_SEAL_RETENTION_MS = 7 * 86_400_000  # how long a key remembers its last closed session
 ANY_TYPE = "*"  # key of the fallback entry in gap_by_type
 
 
@@ -47,6 +48,7 @@ class EngineConfig:
     campaign_split: bool = False
     max_future_ms: int | None = None
     idle_timeout_ms: int | None = None
+    seal_retention_ms: int = DEFAULT_SEAL_RETENTION_MS
     track_event_ids: bool = False
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
@@ -73,6 +75,8 @@ class EngineConfig:
             raise ConfigError(f"max_duration must be greater than 0 (got {self.max_duration_ms} ms)")
         if self.max_future_ms is not None and self.max_future_ms < 0:
             raise ConfigError(f"max_future must be >= 0 (got {self.max_future_ms} ms)")
+        if self.seal_retention_ms < 0:
+            raise ConfigError(f"seal_retention must be >= 0 (got {self.seal_retention_ms} ms)")
         if self.idle_timeout_ms is not None and self.idle_timeout_ms <= 0:
             raise ConfigError(f"idle_timeout must be greater than 0 (got {self.idle_timeout_ms} ms)")
         if self.midnight_tz is not None:

@@ -51,6 +51,9 @@ class SessionEngine:
         self._closing: list[tuple[int, int, Session]] = []  # (deadline, created, session)
         self._ids: dict[str, set[str]] = {}  # event ids counted in open sessions, per key
         self._idle_base: int | None = None  # T when the partition last received anything
+        self._sealed: dict[str, Session] = {}  # per key, its last closed session (see _seal)
+        self._unseal: list[tuple[int, int, str]] = []  # (expires + retention, created, key)
+        self._seal_retention = config.seal_retention_ms
         self._gmax_plus_grace = (
             None if config.grace_ms is None else config.max_gap_ms + config.grace_ms
         )
@@ -137,7 +140,16 @@ class SessionEngine:
                 )
 
         ts = ev.ts
-        candidates = self._candidates(ev, gap, sessions) if sessions else []
+        sealed = self._sealed.get(key)
+        if sessions or sealed is not None:
+            candidates = self._candidates(ev, gap, sessions or [], sealed)
+            if sealed is not None and any(c is sealed for c in candidates):
+                return self._refuse_event(
+                    ev, Reason.LATE,
+                    f"it touches session {sealed.sid} of this key, already closed (final)",
+                )
+        else:
+            candidates = []
         merged_start, merged_expires = ts, ts + gap
         for c in candidates:
             if c.start < merged_start:
@@ -172,11 +184,15 @@ class SessionEngine:
             if self._closing and self._closing[0][0] < ts:
                 self._close_due()
 
-    def _candidates(self, ev: Event, gap: int, sessions: list[Session]) -> list[Session]:
-        """Open sessions of the key whose ``[start, expires]`` touches ``[ts, ts + gap]``,
-        narrowed by the optional rules that forbid some merges (§6)."""
+    def _candidates(self, ev: Event, gap: int, sessions: list[Session],
+                    sealed: Session | None) -> list[Session]:
+        """Sessions of the key whose ``[start, expires]`` touches ``[ts, ts + gap]``, narrowed
+        by the optional rules that forbid some merges (§6). ``sealed``, the key's last closed
+        session, is included so that the caller can refuse an event that would touch it."""
         ts, reach = ev.ts, ev.ts + gap
         found = [s for s in sessions if s.start <= reach and ts <= s.expires]
+        if sealed is not None and sealed.start <= reach and ts <= sealed.expires:
+            found.append(sealed)
         if not found:
             return found
         cfg = self.config
@@ -212,7 +228,7 @@ class SessionEngine:
             self._retracted.append(gone.sid)
 
     def _close_due(self) -> None:
-        """Close every session no acceptable event can touch: ``expires + g_max < T - grace``."""
+        """Close every session that no acceptable event can touch any more (§3)."""
         T = self.stream_time
         heap = self._closing
         extra = self._gmax_plus_grace
@@ -232,6 +248,7 @@ class SessionEngine:
         due.sort(key=_by_start_then_created)
         for s in due:
             self._close(s)
+        self._unseal_due(T)
 
     def _close(self, s: Session) -> None:
         sessions = self._open[s.key]
@@ -246,6 +263,35 @@ class SessionEngine:
         s.alive = False
         self._dirty.pop(s.sid, None)
         self._finals.append(s.to_record("closed", self.config.metrics, self.partition))
+        self._seal(s)
+
+    def _seal(self, s: Session) -> None:
+        """Remember the key's last closed session, so that an event touching it is late.
+
+        §3's closing point assumes an event is judged alone or with the session itself; but an
+        old event can also reach a later open session of the key (and be accepted through it),
+        and each such event moves that session's start back by up to a gap. Without this, such
+        a chain could bring a session within a gap of a final one (found by the property
+        tests). Only the latest closed session matters: a chain cannot step over it.
+        """
+        s.path, s.event_ids = [], None  # keep only what the candidate test reads
+        current = self._sealed.get(s.key)
+        if current is None or s.expires >= current.expires:
+            self._sealed[s.key] = s
+            heapq.heappush(self._unseal, (s.expires + self._seal_retention, s.created, s.key))
+
+    def _unseal_due(self, T: int) -> None:
+        """Forget seals older than ``seal_retention`` beyond the cut-off, for keys with nothing
+        open: bounded memory, at the price that a chain of more than retention/gap reverse-
+        ordered late events of one key could land within a gap of a forgotten final session."""
+        heap = self._unseal
+        cutoff = T - (self.config.grace_ms or 0)
+        while heap and heap[0][0] < cutoff:
+            _, _, key = heapq.heappop(heap)
+            sealed = self._sealed.get(key)
+            if (sealed is not None and key not in self._open
+                    and sealed.expires + self._seal_retention < cutoff):
+                del self._sealed[key]
 
     def _refuse_event(self, ev: Event, reason: Reason, detail: str) -> None:
         self._refuse(
@@ -296,6 +342,7 @@ class SessionEngine:
             "idle_base": self._idle_base,
             "counters": dict(self.counters),
             "sessions": [s.to_state() for v in self._open.values() for s in v],
+            "sealed": [s.to_state() for s in self._sealed.values()],
         }
 
     @classmethod
@@ -314,6 +361,12 @@ class SessionEngine:
                 eng._closing.append((s.expires + eng._gmax_plus_grace, s.created, s))
             if config.dedup and s.event_ids:
                 eng._ids.setdefault(s.key, set()).update(e[2] for e in s.event_ids)
+        for st in state.get("sealed", []):
+            s = Session.from_state(st)
+            s.alive = False
+            eng._sealed[s.key] = s
+            eng._unseal.append((s.expires + eng._seal_retention, s.created, s.key))
+        heapq.heapify(eng._unseal)
         for sessions in eng._open.values():
             sessions.sort(key=_by_start_then_created)
         heapq.heapify(eng._closing)

@@ -91,7 +91,7 @@ class Session:
         if track_ids:
             if self.event_ids is None:
                 self.event_ids = []
-            self.event_ids.append((ts, seq, ev.event_id or ""))
+            self.event_ids.append((ts, seq, _event_ref(ev)))
 
     def absorb(self, other: Session, m: MetricsConfig) -> None:
         """Merge ``other`` into this session; ``other`` is then dead and must be retracted."""
@@ -167,6 +167,13 @@ class Session:
                 value = [tuple(v) for v in value]
             setattr(s, name, value)
         return s
+
+
+def _event_ref(ev: Event) -> str:
+    """The event's id, or ``#<offset>`` (its line or Kafka offset) when the input has no ids."""
+    if ev.event_id is not None:
+        return ev.event_id
+    return f"#{ev.offset}" if ev.offset is not None else ""
 
 
 def _path_add(path: list[Stamped], item: Stamped, cap: int) -> None:

@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import IO, BinaryIO, TextIO
+from typing import BinaryIO, TextIO
 
 from sessionize.engine.event import Event, Rejection
 from sessionize.errors import InputError
@@ -27,11 +27,12 @@ Line = tuple[int, str, str | None]
 """``(line number, text without the line break, what is wrong with its bytes or None)``."""
 
 Item = Event | Rejection
+ByteStream = io.BufferedIOBase | BinaryIO
 
-_COMPRESSED: dict[bytes, Callable[[BinaryIO], IO[bytes]]] = {
+_COMPRESSED: dict[bytes, Callable[[BinaryIO], io.BufferedIOBase]] = {
     b"\x1f\x8b": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
     b"BZh": lambda raw: bz2.BZ2File(raw, mode="rb"),
-    b"\xfd7zXZ\x00": lambda raw: lzma.LZMAFile(raw, mode="rb"),
+    b"\xfd7zXZ\x00": lambda raw: lzma.LZMAFile(raw, mode="rb"),  # noqa: SIM115
 }
 _UNSUPPORTED = {b"\x28\xb5\x2f\xfd": "zstd", b"PK\x03\x04": "zip"}
 _BOM = b"\xef\xbb\xbf"
@@ -54,7 +55,7 @@ def check_readable(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def open_bytes(path: str | os.PathLike[str]) -> tuple[IO[bytes], BinaryIO]:
+def open_bytes(path: str | os.PathLike[str]) -> tuple[ByteStream, BinaryIO]:
     """``(decompressed stream, raw file)`` for a plain, gzip, bzip2 or xz file.
 
     The raw file is returned too because its position is the honest progress measure: the
@@ -83,8 +84,8 @@ def open_text(path: str | os.PathLike[str]) -> TextIO:
     For small whole-file reads (headers, config); event streams use LineReader, which reports
     bad bytes per line instead of hiding them."""
     stream, _ = open_bytes(path)
-    return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="backslashreplace",
-                            newline="")
+    return io.TextIOWrapper(stream, encoding="utf-8-sig",  # type: ignore[type-var]
+                            errors="backslashreplace", newline="")
 
 
 class LineReader:
@@ -93,7 +94,7 @@ class LineReader:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = check_readable(path)
         self.total_bytes = self.path.stat().st_size
-        self._stream: IO[bytes] | None = None
+        self._stream: ByteStream | None = None
         self._raw: BinaryIO | None = None
         self._done_bytes = 0
 

@@ -1,0 +1,1 @@
+"""Stores: where sessions, dead letters and run metadata live (SQLite embedded, PostgreSQL)."""

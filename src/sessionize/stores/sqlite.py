@@ -1,0 +1,527 @@
+"""SqliteStore: the embedded default store, one file, no server (stdlib ``sqlite3``).
+
+Why it looks the way it does:
+
+- **One transaction per batch.** ``apply`` writes a ChangeSet (retractions, upserts, finals,
+  rejections, stream time, source offsets) with ``executemany`` inside one ``BEGIN IMMEDIATE``,
+  so a crash or a bad row leaves the store exactly as it was before the batch.
+- **WAL mode** with ``synchronous=NORMAL``: readers never block the writer and the writer never
+  blocks readers. The API reads through one connection per thread; the pipeline writes through
+  one connection guarded by a lock.
+- **Status is derived at read time.** A session stored as ``open`` whose ``expires`` lies before
+  its partition's stream time is reported ``inactive`` (SEMANTICS.md §3), so the store need not
+  rewrite every open row each time stream time moves.
+- **Versioned migrations** (``PRAGMA user_version``): ``MIGRATIONS`` only grows; opening a file
+  applies the steps it has not seen yet, and refuses a file written by a newer version.
+
+Every statement is a constant with ``?`` parameters: no SQL is ever built from user text.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sessionize.engine.engine import ChangeSet
+from sessionize.engine.event import Reason, Rejection
+from sessionize.errors import StoreError
+from sessionize.stores.base import RunInfo
+
+_MIN_MS = -(2**63)
+_MAX_MS = 2**63 - 1
+
+# Each step is a list of statements run in one transaction; append new steps, never edit old ones.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE sessions (
+            session_id TEXT PRIMARY KEY,
+            "key" TEXT NOT NULL,
+            "partition" INTEGER NOT NULL,
+            start_ms INTEGER NOT NULL,
+            end_ms INTEGER NOT NULL,
+            expires_ms INTEGER NOT NULL,
+            duration_ms INTEGER NOT NULL,
+            event_count INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('open', 'inactive', 'closed')),
+            page_views INTEGER NOT NULL,
+            conversions INTEGER NOT NULL,
+            revenue REAL NOT NULL,
+            bounce INTEGER NOT NULL,
+            engaged INTEGER NOT NULL,
+            entry_page TEXT,
+            exit_page TEXT,
+            referrer TEXT,
+            campaign TEXT,
+            user_agent TEXT,
+            is_bot INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            path_truncated INTEGER NOT NULL,
+            event_ids TEXT,
+            run_id INTEGER,
+            updated_at_ms INTEGER NOT NULL
+        )""",
+        'CREATE INDEX sessions_key_start ON sessions ("key", start_ms, session_id)',
+        "CREATE INDEX sessions_start ON sessions (start_ms)",
+        "CREATE INDEX sessions_unclosed ON sessions (status) WHERE status <> 'closed'",
+        """CREATE TABLE rejected_events (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER,
+            "partition" INTEGER NOT NULL,
+            "offset" INTEGER,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            "key" TEXT,
+            event_id TEXT,
+            ts_ms INTEGER,
+            at_ms INTEGER,
+            raw TEXT
+        )""",
+        # at_ms: the event's ts, or the partition's stream time for records without one
+        # (malformed input), so that ranged counts place every rejection somewhere in event time.
+        "CREATE INDEX rejected_at ON rejected_events (at_ms)",
+        """CREATE TABLE runs (
+            run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            source TEXT NOT NULL,
+            config TEXT NOT NULL,
+            started_at_ms INTEGER NOT NULL,
+            finished_at_ms INTEGER,
+            counters TEXT NOT NULL
+        )""",
+        """CREATE TABLE partitions (
+            "partition" INTEGER PRIMARY KEY,
+            stream_time_ms INTEGER NOT NULL,
+            updated_at_ms INTEGER NOT NULL
+        )""",
+        """CREATE TABLE source_offsets (
+            source TEXT NOT NULL,
+            "partition" INTEGER NOT NULL,
+            next_offset INTEGER NOT NULL,
+            PRIMARY KEY (source, "partition")
+        )""",
+    ],
+]
+
+_COLUMNS = (
+    "session_id", '"key"', '"partition"', "start_ms", "end_ms", "expires_ms", "duration_ms",
+    "event_count", "status", "page_views", "conversions", "revenue", "bounce", "engaged",
+    "entry_page", "exit_page", "referrer", "campaign", "user_agent", "is_bot", "path",
+    "path_truncated", "event_ids", "run_id", "updated_at_ms",
+)
+_UPSERT_SESSION = (
+    f"INSERT INTO sessions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT (session_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
+)
+_DELETE_SESSION = "DELETE FROM sessions WHERE session_id = ?"
+_INSERT_REJECTED = (
+    'INSERT INTO rejected_events (run_id, "partition", "offset", reason, detail, "key", '
+    "event_id, ts_ms, at_ms, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_PARTITION = (
+    'INSERT INTO partitions ("partition", stream_time_ms, updated_at_ms) VALUES (?, ?, ?) '
+    'ON CONFLICT ("partition") DO UPDATE SET '
+    "stream_time_ms = max(stream_time_ms, excluded.stream_time_ms), "
+    "updated_at_ms = excluded.updated_at_ms"
+)
+_UPSERT_OFFSET = (
+    'INSERT INTO source_offsets (source, "partition", next_offset) VALUES (?, ?, ?) '
+    'ON CONFLICT (source, "partition") DO UPDATE SET next_offset = excluded.next_offset'
+)
+
+# Every read goes through this: the stored columns plus the status as of the partition's
+# stream time (SEMANTICS.md §3: inactive once expires < T).
+_SELECT_SESSIONS = """
+SELECT s.session_id, s."key", s."partition", s.start_ms, s.end_ms, s.expires_ms, s.duration_ms,
+       s.event_count,
+       CASE WHEN s.status = 'open' AND s.expires_ms < p.stream_time_ms THEN 'inactive'
+            ELSE s.status END,
+       s.page_views, s.conversions, s.revenue, s.bounce, s.engaged, s.entry_page, s.exit_page,
+       s.referrer, s.campaign, s.user_agent, s.is_bot, s.path, s.path_truncated, s.event_ids
+FROM sessions AS s LEFT JOIN partitions AS p ON p."partition" = s."partition"
+"""
+_ACTIVE = (
+    _SELECT_SESSIONS + "WHERE s.\"key\" = ? AND s.status <> 'closed' "
+    "ORDER BY s.start_ms DESC, s.session_id DESC"
+)
+_ONE = _SELECT_SESSIONS + "WHERE s.session_id = ?"
+_PAGE = (
+    _SELECT_SESSIONS + 'WHERE s."key" = ? AND s.start_ms < ? AND s.end_ms >= ? '
+    "AND (s.start_ms, s.session_id) < (?, ?) "
+    "ORDER BY s.start_ms DESC, s.session_id DESC LIMIT ?"
+)
+_SUMMARY = """
+SELECT COUNT(*), COUNT(DISTINCT "key"), AVG(duration_ms), AVG(bounce), AVG(engaged),
+       AVG(conversions > 0), AVG(event_count), TOTAL(event_count), TOTAL(revenue)
+FROM sessions WHERE start_ms >= ? AND start_ms < ?
+"""
+# Exact median in SQL: the one (odd count) or two (even count) middle durations, averaged.
+_MEDIAN = """
+WITH d AS (SELECT duration_ms FROM sessions WHERE start_ms >= ?1 AND start_ms < ?2),
+     n AS (SELECT COUNT(*) AS c FROM d)
+SELECT AVG(duration_ms) FROM (
+    SELECT duration_ms FROM d ORDER BY duration_ms
+    LIMIT 2 - (SELECT c FROM n) % 2 OFFSET ((SELECT c FROM n) - 1) / 2
+)
+"""
+_REJECTED_ALL = "SELECT reason, COUNT(*) FROM rejected_events GROUP BY reason"
+_REJECTED_RANGE = (
+    "SELECT reason, COUNT(*) FROM rejected_events WHERE at_ms >= ? AND at_ms < ? GROUP BY reason"
+)
+
+
+class SqliteStore:
+    """Sessions, dead letters, runs, stream times and source offsets in one SQLite file.
+
+    Implements both ``SessionSink`` (the pipeline writes) and ``SessionQueries`` (the API reads).
+    Safe to share between threads: writes are serialised by a lock, reads use one connection
+    per thread so they run beside a write (WAL).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = _checked_path(Path(path))
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._sources: dict[int, str] = {}
+        self._closed = False
+        db = None
+        try:
+            db = self._db = self._connect()
+            db.execute("PRAGMA journal_mode=WAL")
+            self._migrate()
+        except (sqlite3.Error, StoreError) as exc:
+            if db is not None:
+                db.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(
+                f"cannot open {self.path} as a sessionize SQLite store: {exc}. If the file is not "
+                "a sessionize database, give another path; a new file is created on first use."
+            ) from None
+
+    # ------------------------------------------------------------------ opening
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection in explicit-transaction mode (we issue BEGIN/COMMIT ourselves)."""
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    def _migrate(self) -> None:
+        """Apply the migration steps this file has not seen, each in its own transaction."""
+        current = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if current > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path} has schema version {current}, but this sessionize knows only up to "
+                f"{len(MIGRATIONS)}: it was written by a newer sessionize. Upgrade sessionize."
+            )
+        for version in range(current + 1, len(MIGRATIONS) + 1):
+            with self._transaction(f"migrating {self.path} to schema version {version}") as cur:
+                for statement in MIGRATIONS[version - 1]:
+                    cur.execute(statement)
+                cur.execute(f"PRAGMA user_version = {int(version)}")
+
+    def schema_version(self) -> int:
+        return int(self._query("PRAGMA user_version")[0][0])
+
+    def close(self) -> None:
+        """Close every connection this store opened (the writer and all per-thread readers)."""
+        with self._lock:
+            self._closed = True
+            for db in [*self._readers, self._db]:
+                db.close()
+            self._readers.clear()
+
+    # ------------------------------------------------------------------ writing (SessionSink)
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Cursor]:
+        """One write transaction: committed whole, or rolled back and reported as StoreError."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"the store {self.path} is closed")
+            cur = self._db.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                yield cur
+                cur.execute("COMMIT")
+            except Exception as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, StoreError):
+                    raise
+                raise StoreError(
+                    f"{what} failed and was rolled back, nothing of it was written to "
+                    f"{self.path}: {type(exc).__name__}: {exc}"
+                ) from exc
+
+    def begin_run(self, info: RunInfo) -> int:
+        with self._transaction("recording the start of a run") as cur:
+            cur.execute(
+                "INSERT INTO runs (source, config, started_at_ms, finished_at_ms, counters) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (info.source, _json(info.config), info.started_at_ms, info.finished_at_ms,
+                 _json(info.counters)),
+            )
+            run_id = int(cur.lastrowid or 0)
+        self._sources[run_id] = info.source
+        return run_id
+
+    def finish_run(self, run_id: int, info: RunInfo) -> None:
+        with self._transaction(f"recording the end of run {run_id}") as cur:
+            cur.execute(
+                "UPDATE runs SET finished_at_ms = ?, counters = ?, config = ? WHERE run_id = ?",
+                (info.finished_at_ms, _json(info.counters), _json(info.config), run_id),
+            )
+
+    def apply(self, run_id: int, partition: int, changes: ChangeSet,
+              offsets: dict[int, int] | None = None) -> None:
+        """Write one batch in one transaction (see ``SessionSink.apply``)."""
+        now = _now_ms()
+        what = f"applying a batch of run {run_id}, partition {partition}"
+        with self._transaction(what) as cur:
+            cur.executemany(_DELETE_SESSION, ((sid,) for sid in changes.retractions))
+            sessions = chain(changes.upserts, changes.finals)
+            cur.executemany(_UPSERT_SESSION, (_session_row(r, run_id, now) for r in sessions))
+            cur.executemany(
+                _INSERT_REJECTED,
+                (_rejection_row(r, run_id, partition, changes.stream_time)
+                 for r in changes.rejections),
+            )
+            if changes.stream_time is not None:
+                cur.execute(_UPSERT_PARTITION, (partition, changes.stream_time, now))
+            if offsets:
+                source = self._source_of(cur, run_id)
+                cur.executemany(_UPSERT_OFFSET, ((source, p, o) for p, o in offsets.items()))
+
+    def _source_of(self, cur: sqlite3.Cursor, run_id: int) -> str:
+        """The source a run reads (offsets are kept per source), from the cache or the table."""
+        if run_id not in self._sources:
+            row = cur.execute("SELECT source FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise StoreError(
+                    f"run {run_id} is not in {self.path}: call begin_run before applying batches "
+                    "with offsets"
+                )
+            self._sources[run_id] = row[0]
+        return self._sources[run_id]
+
+    # ------------------------------------------------------------------ reading (SessionQueries)
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection (opened on first use, read-only)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            with self._lock:
+                if self._closed:
+                    raise StoreError(f"the store {self.path} is closed")
+                db = self._connect()
+                db.execute("PRAGMA query_only=ON")
+                self._readers.append(db)
+            self._local.db = db
+        return db
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._reader().execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading {self.path} failed: {exc}") from exc
+
+    def active_sessions(self, key: str) -> list[dict[str, Any]]:
+        return [_record(row) for row in self._query(_ACTIVE, (key,))]
+
+    def user_sessions(self, key: str, start_ms: int | None, end_ms: int | None, limit: int,
+                      cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """Sessions overlapping ``[start_ms, end_ms)``, newest first, keyset-paged.
+
+        Keyset (not OFFSET) paging: each page is an index range scan, and rows written between
+        two page requests neither repeat nor shift the pages.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        after = decode_cursor(cursor) if cursor else (_MAX_MS, "\uffff")
+        lo, hi = _bounds(start_ms, end_ms)
+        rows = self._query(_PAGE, (key, hi, lo, *after, limit + 1))
+        records = [_record(row) for row in rows[:limit]]
+        if len(rows) <= limit:
+            return records, None
+        last = records[-1]
+        return records, encode_cursor(last["start"], last["session_id"])
+
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        rows = self._query(_ONE, (session_id,))
+        return _record(rows[0]) if rows else None
+
+    def summary(self, start_ms: int | None, end_ms: int | None) -> dict[str, Any]:
+        lo, hi = _bounds(start_ms, end_ms)
+        n, users, mean, bounce, engaged, converted, per_session, events, revenue = self._query(
+            _SUMMARY, (lo, hi)
+        )[0]
+        median = self._query(_MEDIAN, (lo, hi))[0][0]
+        return {
+            "sessions": n,
+            "users": users,
+            "events": int(events),
+            "median_duration_ms": median,
+            "mean_duration_ms": mean,
+            "bounce_rate": bounce,
+            "engaged_rate": engaged,
+            "conversion_rate": converted,
+            "events_per_session": per_session,
+            "revenue": revenue,
+        }
+
+    def rejected_counts(self, start_ms: int | None, end_ms: int | None) -> dict[str, int]:
+        """Counts per reason (every reason present). With a range, a rejection is placed at its
+        event time, or at its partition's stream time when it has none (malformed input)."""
+        if start_ms is None and end_ms is None:
+            rows = self._query(_REJECTED_ALL)
+        else:
+            rows = self._query(_REJECTED_RANGE, _bounds(start_ms, end_ms))
+        return {r.value: 0 for r in Reason} | {reason: n for reason, n in rows}
+
+    def offsets(self, source: str) -> dict[int, int]:
+        """Next offset per partition stored for ``source``: where a restarted run resumes."""
+        rows = self._query(
+            'SELECT "partition", next_offset FROM source_offsets WHERE source = ?', (source,)
+        )
+        return dict(rows)
+
+    def stream_times(self) -> dict[int, int]:
+        """Stream time per partition as last stored."""
+        return dict(self._query('SELECT "partition", stream_time_ms FROM partitions'))
+
+    def top_keys(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The keys with the most counted events: a starting point for looking at users."""
+        rows = self._query(
+            "SELECT key, COUNT(*), SUM(event_count) FROM sessions GROUP BY key "
+            "ORDER BY SUM(event_count) DESC, key LIMIT ?", (limit,))
+        return [{"key": k, "sessions": n, "events": e} for k, n, e in rows]
+
+    def health(self) -> dict[str, Any]:
+        n = self._query("SELECT COUNT(*) FROM sessions")[0][0]
+        return {"store": "sqlite", "path": str(self.path), "ok": True, "sessions": n}
+
+
+# ---------------------------------------------------------------------- rows and records
+
+
+def _session_row(rec: dict[str, Any], run_id: int, now: int) -> tuple[Any, ...]:
+    """A ``Session.to_record`` dict as a ``sessions`` row, in ``_COLUMNS`` order."""
+    event_ids = rec.get("event_ids")
+    return (
+        rec["session_id"], rec["key"], rec["partition"], rec["start"], rec["end"],
+        rec["expires"], rec["duration_ms"], rec["event_count"], rec["status"],
+        rec["page_views"], rec["conversions"], rec["revenue"], int(rec["bounce"]),
+        int(rec["engaged"]), rec["entry_page"], rec["exit_page"], rec["referrer"],
+        rec["campaign"], rec["user_agent"], int(rec["is_bot"]), _json(rec["path"]),
+        int(rec["path_truncated"]), None if event_ids is None else _json(event_ids),
+        run_id, now,
+    )
+
+
+def _record(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A ``_SELECT_SESSIONS`` row as the flat record of ``Session.to_record`` (same names)."""
+    (sid, key, partition, start, end, expires, duration, count, status, page_views, conversions,
+     revenue, bounce, engaged, entry, exit_, referrer, campaign, user_agent, is_bot, path,
+     truncated, event_ids) = row
+    rec: dict[str, Any] = {
+        "session_id": sid, "key": key, "partition": partition, "start": start, "end": end,
+        "expires": expires, "duration_ms": duration, "event_count": count, "status": status,
+        "page_views": page_views, "conversions": conversions, "revenue": revenue,
+        "bounce": bool(bounce), "engaged": bool(engaged), "entry_page": entry,
+        "exit_page": exit_, "referrer": referrer, "campaign": campaign,
+        "user_agent": user_agent, "is_bot": bool(is_bot), "path": orjson.loads(path),
+        "path_truncated": bool(truncated),
+    }
+    if event_ids is not None:
+        rec["event_ids"] = orjson.loads(event_ids)
+    return rec
+
+
+def _rejection_row(r: Rejection, run_id: int, partition: int,
+                   stream_time: int | None) -> tuple[Any, ...]:
+    at = r.ts if r.ts is not None else stream_time
+    return (run_id, partition, r.offset, str(r.reason), r.detail, r.key, r.event_id, r.ts, at,
+            _raw_text(r.raw))
+
+
+def _raw_text(raw: Any) -> str | None:
+    """The raw input as text: a string as it came, bytes decoded, anything else as JSON."""
+    if raw is None or isinstance(raw, str):
+        return raw
+    if isinstance(raw, bytes | bytearray):
+        return bytes(raw).decode("utf-8", "replace")
+    return _json(raw)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=_jsonable, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _jsonable(value: Any) -> Any:
+    """What orjson cannot write itself: sets become sorted lists, anything else its text."""
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def encode_cursor(start_ms: int, session_id: str) -> str:
+    """The opaque page cursor: the sort key ``(start_ms, session_id)`` of a page's last row."""
+    return base64.urlsafe_b64encode(orjson.dumps([start_ms, session_id])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """Inverse of ``encode_cursor``; anything it did not produce is a ValueError."""
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError):
+        value = None
+    if (
+        isinstance(value, list) and len(value) == 2
+        and type(value[0]) is int and isinstance(value[1], str)
+    ):
+        return value[0], value[1]
+    raise ValueError(f"cursor {cursor!r} is not one this API issued: pass next_cursor unchanged")
+
+
+def _bounds(start_ms: int | None, end_ms: int | None) -> tuple[int, int]:
+    """Open ends as the extreme integers, so every range query is one index-friendly shape."""
+    return (_MIN_MS if start_ms is None else start_ms, _MAX_MS if end_ms is None else end_ms)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _checked_path(path: Path) -> Path:
+    """The store file, or a StoreError saying why it cannot be used and what to do."""
+    path = path.expanduser()
+    folder = path.parent
+    where = f"cannot open the SQLite store {path}"
+    if not folder.is_dir():
+        raise StoreError(
+            f"{where}: the folder {folder} does not exist. Create it (mkdir -p {folder}) "
+            "or give a path in an existing folder."
+        )
+    if path.is_dir():
+        raise StoreError(f"{where}: it is a folder. Give a file path, e.g. {path / 'sessions.db'}")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise StoreError(
+            f"{where}: {folder} is not writable by this user (SQLite writes the database and its "
+            "-wal and -shm files there). Fix the permissions or give a path in a writable folder."
+        )
+    return path
