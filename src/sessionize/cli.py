@@ -205,7 +205,8 @@ def describe(settings: Settings) -> dict[str, Any]:
 
 
 def print_summary(s: RunSummary, settings: Settings) -> None:
-    t = Table(title=f"sessionize run: {s.source}", show_header=False, title_justify="left")
+    t = Table(title=f"sessionize run: {Path(s.source).name}", show_header=False,
+              title_justify="left")
     t.add_column(style="bold")
     t.add_column(justify="right")
     t.add_row("events read", f"{s.received + s.skipped:,}")

@@ -23,7 +23,7 @@ from sessionize.errors import ConfigError
 # Every setting the file may contain, per section: a typo is an error, not a silent default.
 SECTIONS: dict[str, set[str]] = {
     "session": {"gap", "grace", "gap_by_type", "max_duration", "split_at_midnight", "dedup",
-                "campaign_split", "max_future", "idle_timeout"},
+                "campaign_split", "max_future", "idle_timeout", "seal_retention"},
     "metrics": {"page_view_types", "conversion_types", "path_cap", "engaged_min_duration",
                 "engaged_min_page_views"},
     "input": {"format", "key", "ts", "ts_format", "input_tz", "type", "default_type", "event_id",
@@ -142,6 +142,8 @@ def _build(raw: dict[str, dict[str, Any]]) -> Settings:
         campaign_split=_bool(s, "campaign_split", "session"),
         max_future_ms=_duration(s, "max_future", "session", None),
         idle_timeout_ms=_duration(s, "idle_timeout", "session", None),
+        seal_retention_ms=_duration(s, "seal_retention", "session",
+                                    EngineConfig.seal_retention_ms),
         track_event_ids=_bool(o, "with_event_ids", "output"),
         metrics=metrics,
     )

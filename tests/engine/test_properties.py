@@ -3,6 +3,7 @@ plus a naive reference model of SEMANTICS.md §2-§3 that the engine must match 
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 
@@ -157,7 +158,7 @@ def test_d_no_two_final_sessions_of_a_key_within_a_gap(events, grace):
         by_key[s["key"]].append(s)
     for sessions in by_key.values():
         sessions.sort(key=lambda s: s["start"])
-        for a, b in zip(sessions, sessions[1:], strict=False):
+        for a, b in itertools.pairwise(sessions):
             assert b["start"] - a["end"] > GAP
 
 

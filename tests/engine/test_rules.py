@@ -4,7 +4,7 @@ fault behind each case (off-by-one at gap/cut-off/close, merges, ties, keys, opt
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -221,7 +221,7 @@ def test_max_duration_splits_in_order_and_late_events_never_bridge_beyond_it():
 # ---------------------------------------------------------------- §6 split at midnight
 
 def _ms(text: str) -> int:
-    return int(datetime.fromisoformat(text).astimezone(timezone.utc).timestamp() * 1000)
+    return int(datetime.fromisoformat(text).astimezone(UTC).timestamp() * 1000)
 
 
 @pytest.mark.parametrize("midnight", [
@@ -345,3 +345,31 @@ def test_bounce_and_engaged_thresholds():
 def test_bad_configuration_is_refused_with_a_useful_message(kwargs, words):
     with pytest.raises(ConfigError, match=words):
         EngineConfig(**kwargs)
+
+
+# ---------------------------------------------------------------- sealing closed sessions
+
+def test_an_event_reaching_a_final_session_through_a_later_open_one_is_late():
+    """Found by property test (d): A=[0] closes at T=72 (grace 51); a new session B=[18] is
+    opened; an event at 10 touches both A (final) and B (open, so M.expires >= cut-off). Were it
+    accepted, B would become [10, 18], within a gap of the final A. It is late instead."""
+    engine = SessionEngine(EngineConfig(gap_ms=10, grace_ms=51))
+    ch = engine.process([ev("a", 0), ev("a", 72)])
+    assert [f["start"] for f in ch.finals] == [0]
+    ch = engine.process([ev("a", 18), ev("a", 10), ev("a", 11)])
+    assert ch.counted == 2  # 18 opens B; 11 touches only B and joins it
+    assert [(r.event_id, r.reason) for r in ch.rejections] == [("a@10", Reason.LATE)]
+    assert "already closed" in ch.rejections[0].detail
+    finals, _ = finals_of(engine, [])
+    assert spans(finals) == [("a", 11, 18, 2), ("a", 72, 72, 1)]
+
+
+def test_seals_are_forgotten_after_their_retention_for_keys_with_nothing_open():
+    engine = SessionEngine(EngineConfig(gap_ms=10, grace_ms=0, seal_retention_ms=100))
+    engine.process([ev("a", 0), ev("x", 50)])
+    assert set(engine._sealed) == {"a"}
+    engine.process([ev("x", 95)])  # a's seal: expires 10 + 100 = 110, not yet before cut-off
+    assert "a" in engine._sealed
+    engine.process([ev("x", 111)])
+    assert "a" not in engine._sealed
+    assert "x" in engine._sealed  # x's newer seal stays

@@ -43,6 +43,15 @@ def test_compression_is_detected_by_magic_bytes_not_by_name(tmp_path: Path, comp
     assert lines_of(packed) == lines_of(plain)
 
 
+def test_text_that_starts_like_a_magic_number_is_text(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_bytes(b"BZh9,ts\nx,1\n")
+    assert lines_of(p) == [(1, "BZh9,ts", None), (2, "x,1", None)]
+    empty = tmp_path / "empty.bz2"
+    empty.write_bytes(bz2.compress(b""))
+    assert lines_of(empty) == []
+
+
 def test_utf8_bom_is_dropped(tmp_path: Path) -> None:
     p = tmp_path / "bom.csv"
     p.write_bytes(b"\xef\xbb\xbfuser_id,ts\nu1,2026-01-01T00:00:00Z\n")
@@ -59,8 +68,10 @@ def test_open_text_reads_gzip(tmp_path: Path) -> None:
 
 
 def test_missing_file_says_which_and_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"nope\.jsonl' does not exist .*check the path"):
+    with pytest.raises(InputError, match=r"nope\.jsonl' does not exist; check the path"):
         check_readable(tmp_path / "nope.jsonl")
+    with pytest.raises(InputError, match=r"'nope\.jsonl' does not exist \(relative to /"):
+        check_readable("nope.jsonl")
     with pytest.raises(InputError, match="does not exist"):
         JsonLinesSource(tmp_path / "nope.jsonl")
 

@@ -8,7 +8,7 @@ repeated local hour resolves to its first occurrence (``fold=0``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -41,7 +41,7 @@ def make_parser(fmt: str = "iso", input_tz: str = "UTC") -> Callable[[object], i
 def _epoch_parser(scale: float) -> Callable[[object], int]:
     def parse(value: object) -> int:
         try:
-            return int(round(float(value) * scale))  # type: ignore[arg-type]
+            return round(float(value) * scale)  # type: ignore[arg-type]
         except (TypeError, ValueError, OverflowError):
             raise BadTimestamp(f"not an epoch number: {value!r}") from None
 
@@ -55,7 +55,7 @@ def _iso_parser(tz: ZoneInfo) -> Callable[[object], int]:
             dt = datetime.fromisoformat(text)
         except ValueError:
             try:
-                return int(round(float(text)))  # an epoch-ms number written as text
+                return round(float(text))  # an epoch-ms number written as text
             except (ValueError, OverflowError):
                 raise BadTimestamp(f"not an ISO-8601 timestamp: {text!r}") from None
         return _checked(dt, tz, text)
@@ -103,7 +103,7 @@ def to_epoch_ms(dt: datetime, tz: ZoneInfo) -> int:
     """UTC ms of ``dt``; a naive ``dt`` is local time in ``tz`` and must exist there."""
     if dt.tzinfo is None:
         local = dt.replace(tzinfo=tz, fold=0)
-        back = local.astimezone(timezone.utc).astimezone(tz)
+        back = local.astimezone(UTC).astimezone(tz)
         if back.replace(tzinfo=None) != dt:
             raise BadTimestamp(
                 f"{dt.isoformat()} does not exist in {tz.key} (skipped by a DST change)"
@@ -113,12 +113,12 @@ def to_epoch_ms(dt: datetime, tz: ZoneInfo) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def format_ms(ms: int | None) -> str | None:
     """ISO-8601 UTC with milliseconds, the form every output uses (``2026-01-01T00:00:00.000Z``)."""
     if ms is None:
         return None
-    dt = datetime.fromtimestamp(ms // 1000, timezone.utc)
+    dt = datetime.fromtimestamp(ms // 1000, UTC)
     return f"{dt.strftime('%Y-%m-%dT%H:%M:%S')}.{ms % 1000:03d}Z"

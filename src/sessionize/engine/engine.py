@@ -133,11 +133,10 @@ class SessionEngine:
                 ev, Reason.FUTURE, f"ts is {ev.ts - ev.received_at} ms ahead of its receipt"
             )
         sessions = self._open.get(key)
-        if cfg.dedup and ev.event_id is not None and sessions:
-            if ev.event_id in self._ids.get(key, ()):
-                return self._refuse_event(
-                    ev, Reason.DUPLICATE, f"event id {ev.event_id!r} is already in an open session"
-                )
+        if cfg.dedup and sessions and ev.event_id in self._ids.get(key, ()):
+            return self._refuse_event(
+                ev, Reason.DUPLICATE, f"event id {ev.event_id!r} is already in an open session"
+            )
 
         ts = ev.ts
         sealed = self._sealed.get(key)

@@ -8,11 +8,11 @@ that a rejected event can be written to the dead-letter output exactly as it arr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why an event was not counted (SEMANTICS.md §4). Every reason has its own counter."""
 
     LATE = "late"

@@ -22,9 +22,28 @@ class Session:
     """Open state of one session. Mutated in place by the engine; serialised by ``to_record``."""
 
     __slots__ = (
-        "sid", "key", "start", "end", "expires", "created", "count", "page_views",
-        "conversions", "revenue", "entry", "exit", "referrer", "campaign", "user_agent",
-        "path", "bot", "event_ids", "day", "campaign_key", "emitted", "alive",
+        "alive",
+        "bot",
+        "campaign",
+        "campaign_key",
+        "conversions",
+        "count",
+        "created",
+        "day",
+        "emitted",
+        "end",
+        "entry",
+        "event_ids",
+        "exit",
+        "expires",
+        "key",
+        "page_views",
+        "path",
+        "referrer",
+        "revenue",
+        "sid",
+        "start",
+        "user_agent",
     )
 
     def __init__(self, sid: str, key: str, created: int) -> None:

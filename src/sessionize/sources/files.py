@@ -29,11 +29,22 @@ Line = tuple[int, str, str | None]
 Item = Event | Rejection
 ByteStream = io.BufferedIOBase | BinaryIO
 
-_COMPRESSED: dict[bytes, Callable[[BinaryIO], io.BufferedIOBase]] = {
-    b"\x1f\x8b": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
-    b"BZh": lambda raw: bz2.BZ2File(raw, mode="rb"),
-    b"\xfd7zXZ\x00": lambda raw: lzma.LZMAFile(raw, mode="rb"),  # noqa: SIM115
-}
+_Opener = Callable[[BinaryIO], io.BufferedIOBase]
+
+
+def _gzip(raw: BinaryIO) -> io.BufferedIOBase:
+    return gzip.GzipFile(fileobj=raw, mode="rb")
+
+
+def _bz2(raw: BinaryIO) -> io.BufferedIOBase:
+    return bz2.BZ2File(raw, mode="rb")
+
+
+def _xz(raw: BinaryIO) -> io.BufferedIOBase:
+    return lzma.LZMAFile(raw, mode="rb")
+
+
+_BZ2_BLOCKS = (b"1AY&SY", b"\x17rE8P\x90")  # first block, or the end of an empty stream
 _UNSUPPORTED = {b"\x28\xb5\x2f\xfd": "zstd", b"PK\x03\x04": "zip"}
 _BOM = b"\xef\xbb\xbf"
 _CORRUPT = (OSError, EOFError, zlib.error, lzma.LZMAError)
@@ -45,7 +56,8 @@ def check_readable(path: str | os.PathLike[str]) -> Path:
     Sources call this in their constructor so a wrong path is reported at start-up."""
     p = Path(path)
     if not p.exists():
-        raise InputError(f"input file {str(p)!r} does not exist (looked in {Path.cwd()}); "
+        where = "" if p.is_absolute() else f" (relative to {Path.cwd()})"
+        raise InputError(f"input file {str(p)!r} does not exist{where}; "
                          "check the path and its spelling")
     if p.is_dir():
         raise InputError(f"input {str(p)!r} is a directory; give the path of a file in it")
@@ -61,21 +73,36 @@ def open_bytes(path: str | os.PathLike[str]) -> tuple[ByteStream, BinaryIO]:
     The raw file is returned too because its position is the honest progress measure: the
     size on disk is all we know in advance of a compressed file."""
     p = check_readable(path)
-    raw: BinaryIO = open(p, "rb")  # noqa: SIM115 - the caller owns and closes it
     try:
-        magic = raw.peek(6)[:6]  # type: ignore[attr-defined]
+        raw: BinaryIO = open(p, "rb")  # noqa: SIM115 - the caller owns and closes it
+    except OSError as exc:
+        raise InputError(f"cannot open input file {str(p)!r}: {exc.strerror}") from exc
+    try:
+        magic = raw.peek(10)[:10]  # type: ignore[attr-defined]
         for prefix, name in _UNSUPPORTED.items():
             if magic.startswith(prefix):
                 raise InputError(f"input file {str(p)!r} is {name}-compressed, which is not "
                                  "supported; decompress it first (gzip, bzip2 and xz are read "
                                  "directly)")
-        for prefix, opener in _COMPRESSED.items():
-            if magic.startswith(prefix):
-                return opener(raw), raw
+        opener = _opener(magic)
+        if opener is not None:
+            return opener(raw), raw
     except BaseException:
         raw.close()
         raise
     return raw, raw
+
+
+def _opener(magic: bytes) -> _Opener | None:
+    """The decompressor the first bytes call for, if any. Each magic is checked in full (bzip2
+    with its block header) so a text file cannot be mistaken for a compressed one."""
+    if magic.startswith(b"\x1f\x8b"):
+        return _gzip
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return _xz
+    if magic[:3] == b"BZh" and magic[3:4].isdigit() and magic[4:10] in _BZ2_BLOCKS:
+        return _bz2
+    return None
 
 
 def open_text(path: str | os.PathLike[str]) -> TextIO:

@@ -401,6 +401,14 @@ class SqliteStore:
         """Stream time per partition as last stored."""
         return dict(self._query('SELECT "partition", stream_time_ms FROM partitions'))
 
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run recorded in this store, oldest first, with its settings and counters."""
+        rows = self._query("SELECT run_id, source, config, started_at_ms, finished_at_ms, "
+                           "counters FROM runs ORDER BY run_id")
+        return [{"run_id": r, "source": src, "config": orjson.loads(cfg), "started_at_ms": st,
+                 "finished_at_ms": fin, "counters": orjson.loads(cnt)}
+                for r, src, cfg, st, fin, cnt in rows]
+
     def top_keys(self, limit: int = 10) -> list[dict[str, Any]]:
         """The keys with the most counted events: a starting point for looking at users."""
         rows = self._query(
