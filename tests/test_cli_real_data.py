@@ -154,3 +154,14 @@ def test_bad_configuration_fails_at_start_with_a_useful_message(tmp_path, capsys
     assert main(["run", "--input", str(tmp_path / "missing.jsonl"),
                  "--db", str(tmp_path / "x.db")]) == 2
     assert "missing.jsonl" in capsys.readouterr().err
+
+
+def test_demo_sessionizes_the_bundled_sample(tmp_path, capsys):
+    assert main(["demo", "--no-serve", "--dir", str(tmp_path / "demo")]) == 0
+    shown = capsys.readouterr().out
+    assert "1,753 sessions of 1,747 users" in shown
+    store = SqliteStore(tmp_path / "demo" / "demo.db")
+    try:
+        assert store.summary(None, None)["sessions"] == 1_753
+    finally:
+        store.close()

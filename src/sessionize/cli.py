@@ -284,14 +284,14 @@ def _show_demo_findings(db: str, settings: Settings) -> None:
             f"median {s['median_duration_ms'] / 1000:.0f} s, mean {s['mean_duration_ms'] / 1000:.0f} s; "
             f"bounce rate {s['bounce_rate']:.1%}; conversion rate {s['conversion_rate']:.2%}; "
             f"{s['events_per_session']:.2f} events per session.")
-        key, sessions = _busiest_user(store)
+        key, sessions = _interesting_user(store)
         t = Table(title=f"sessions of user {key}", title_justify="left")
-        for col in ("start", "end", "events", "views", "purchases", "revenue", "path"):
-            t.add_column(col)
+        for col in ("start (UTC)", "length", "events", "buys", "revenue", "path"):
+            t.add_column(col, overflow="fold")
         for r in sessions:
-            t.add_row(format_ms(r["start"]), format_ms(r["end"]), str(r["event_count"]),
-                      str(r["page_views"]), str(r["conversions"]), f"{r['revenue']:.2f}",
-                      " > ".join(r["path"][:8]) + (" ..." if len(r["path"]) > 8 else ""))
+            t.add_row((format_ms(r["start"]) or "")[:19].replace("T", " "),
+                      f"{r['duration_ms'] // 1000} s", str(r["event_count"]),
+                      str(r["conversions"]), f"{r['revenue']:.2f}", compact_path(r["path"]))
         out.print(t)
         base = f"http://{settings.host}:{settings.port}"
         out.print(f"\nTry: {base}/docs   {base}/users/{key}/sessions   {base}/stats/summary\n")
@@ -299,10 +299,30 @@ def _show_demo_findings(db: str, settings: Settings) -> None:
         store.close()
 
 
-def _busiest_user(store: Any) -> tuple[str, list[dict[str, Any]]]:
-    key = store.top_keys(1)[0]["key"]
-    sessions, _ = store.user_sessions(key, None, None, 20, None)
-    return key, sessions
+def _interesting_user(store: Any) -> tuple[str, list[dict[str, Any]]]:
+    """Among the busiest users, one with several sessions and a purchase, to show off merging
+    of metrics; falls back to the busiest."""
+    best: tuple[tuple[int, int], str, list[dict[str, Any]]] | None = None
+    for row in store.top_keys(50):
+        sessions, _ = store.user_sessions(row["key"], None, None, 20, None)
+        score = (min(len(sessions), 3) + (2 if any(s["conversions"] for s in sessions) else 0),
+                 row["events"])
+        if best is None or score > best[0]:
+            best = (score, row["key"], sessions)
+    assert best is not None
+    return best[1], best[2]
+
+
+def compact_path(path: list[str], limit: int = 6) -> str:
+    """``view > view > view > cart`` as ``view x3 > cart``: readable at a glance."""
+    runs: list[list[Any]] = []
+    for step in path:
+        if runs and runs[-1][0] == step:
+            runs[-1][1] += 1
+        else:
+            runs.append([step, 1])
+    parts = [f"{name} x{n}" if n > 1 else name for name, n in runs[:limit]]
+    return " > ".join(parts) + (" > ..." if len(runs) > limit else "")
 
 
 if __name__ == "__main__":
