@@ -34,17 +34,35 @@ class ChangeSet:
     rejections: list[Rejection] = field(default_factory=list)
     stream_time: int | None = None
     counted: int = 0
+    state: StateDelta | None = None  # only when the engine tracks its state (Kafka workers)
+    retracted_keys: list[str] = field(default_factory=list)  # key of each retraction, aligned
 
     def __bool__(self) -> bool:
         return bool(self.retractions or self.upserts or self.finals or self.rejections)
 
 
+@dataclass
+class StateDelta:
+    """How the engine's own state changed in a batch, for a store that persists it so that a
+    restarted worker continues exactly (the equivalent of a Kafka Streams store changelog).
+
+    Applying every delta in order to a table of session states, a table of sealed sessions and
+    the partition scalars gives what ``snapshot()`` would return at that point."""
+
+    partition: dict[str, Any]  # stream_time, seq, idle_base, counters
+    sessions: list[dict[str, Any]] = field(default_factory=list)  # Session.to_state, upsert
+    removed: list[str] = field(default_factory=list)  # session ids closed or merged away
+    sealed: list[dict[str, Any]] = field(default_factory=list)  # per key, upsert
+    unsealed: list[str] = field(default_factory=list)  # keys whose seal was forgotten
+
+
 class SessionEngine:
     """Sessions of one partition. One instance per partition: stream time is per partition."""
 
-    def __init__(self, config: EngineConfig, partition: int = 0) -> None:
+    def __init__(self, config: EngineConfig, partition: int = 0, track_state: bool = False) -> None:
         self.config = config
         self.partition = partition
+        self.track_state = track_state
         self.stream_time: int | None = None  # T: max ts of accepted events; never goes back
         self._seq = 0  # arrival number of the next event: ties and session ids
         self._open: dict[str, list[Session]] = {}
@@ -223,8 +241,10 @@ class SessionEngine:
         survivor.absorb(gone, self.config.metrics)
         sessions.remove(gone)
         self._dirty.pop(gone.sid, None)
+        self._removed.append(gone.sid)
         if gone.emitted:
             self._retracted.append(gone.sid)
+            self._retracted_keys.append(gone.key)
 
     def _close_due(self) -> None:
         """Close every session that no acceptable event can touch any more (§3)."""
@@ -261,6 +281,7 @@ class SessionEngine:
                 del self._ids[s.key]
         s.alive = False
         self._dirty.pop(s.sid, None)
+        self._removed.append(s.sid)
         self._finals.append(s.to_record("closed", self.config.metrics, self.partition))
         self._seal(s)
 
@@ -277,6 +298,7 @@ class SessionEngine:
         current = self._sealed.get(s.key)
         if current is None or s.expires >= current.expires:
             self._sealed[s.key] = s
+            self._resealed.add(s.key)
             heapq.heappush(self._unseal, (s.expires + self._seal_retention, s.created, s.key))
 
     def _unseal_due(self, T: int) -> None:
@@ -291,6 +313,7 @@ class SessionEngine:
             if (sealed is not None and key not in self._open
                     and sealed.expires + self._seal_retention < cutoff):
                 del self._sealed[key]
+                self._resealed.add(key)
 
     def _refuse_event(self, ev: Event, reason: Reason, detail: str) -> None:
         self._refuse(
@@ -318,16 +341,35 @@ class SessionEngine:
         out = ChangeSet(
             self._retracted, upserts, self._finals, self._rejections,
             self.stream_time, self._batch_counted,
+            self._state_delta() if self.track_state else None,
+            self._retracted_keys,
         )
         self._reset_batch()
         return out
 
+    def _state_delta(self) -> StateDelta:
+        sealed = [self._sealed[k].to_state() for k in sorted(self._resealed) if k in self._sealed]
+        return StateDelta(
+            partition=self._scalars(),
+            sessions=[s.to_state() for s in self._dirty.values()],
+            removed=self._removed,
+            sealed=sealed,
+            unsealed=[k for k in sorted(self._resealed) if k not in self._sealed],
+        )
+
+    def _scalars(self) -> dict[str, Any]:
+        return {"stream_time": self.stream_time, "seq": self._seq, "idle_base": self._idle_base,
+                "counters": dict(self.counters)}
+
     def _reset_batch(self) -> None:
         self._dirty: dict[str, Session] = {}
         self._retracted: list[str] = []
+        self._retracted_keys: list[str] = []
         self._finals: list[dict[str, Any]] = []
         self._rejections: list[Rejection] = []
         self._batch_counted = 0
+        self._removed: list[str] = []
+        self._resealed: set[str] = set()
 
     # ------------------------------------------------------------------ snapshot / restore
 
@@ -336,19 +378,17 @@ class SessionEngine:
         return {
             "version": STATE_VERSION,
             "partition": self.partition,
-            "stream_time": self.stream_time,
-            "seq": self._seq,
-            "idle_base": self._idle_base,
-            "counters": dict(self.counters),
+            **self._scalars(),
             "sessions": [s.to_state() for v in self._open.values() for s in v],
             "sealed": [s.to_state() for s in self._sealed.values()],
         }
 
     @classmethod
-    def restore(cls, config: EngineConfig, state: dict[str, Any]) -> SessionEngine:
+    def restore(cls, config: EngineConfig, state: dict[str, Any],
+                track_state: bool = False) -> SessionEngine:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"engine state version {state.get('version')} is not {STATE_VERSION}")
-        eng = cls(config, state["partition"])
+        eng = cls(config, state["partition"], track_state)
         eng.stream_time = state["stream_time"]
         eng._seq = state["seq"]
         eng._idle_base = state["idle_base"]

@@ -174,7 +174,11 @@ class Session:
     # -- snapshot: the complete state, so a restored engine continues exactly where it stopped --
 
     def to_state(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__ if name != "alive"}
+        state = {name: getattr(self, name) for name in self.__slots__ if name != "alive"}
+        state["path"] = list(self.path)  # a copy: the live list keeps changing
+        if self.event_ids is not None:
+            state["event_ids"] = list(self.event_ids)
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Session:
