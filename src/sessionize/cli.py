@@ -53,9 +53,20 @@ def _parser() -> argparse.ArgumentParser:
         description="User sessions from activity streams: event-time session windows.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="sessionize files into the store")
-    run.add_argument("--input", "-i", required=True, nargs="+", metavar="PATH",
+    run = sub.add_parser("run", help="sessionize files (or a Kafka topic) into the store")
+    src = run.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", "-i", nargs="+", metavar="PATH",
                      help="input file(s): JSON Lines, CSV/TSV or access logs, optionally gzip'd")
+    src.add_argument("--source", metavar="kafka://HOST:PORT/TOPIC",
+                     help="consume a Kafka topic as a member of consumer group --group")
+    run.add_argument("--group", help="Kafka consumer group (default sessionize)")
+    run.add_argument("--instance-id", help="Kafka static membership id: a restarted worker "
+                     "with the same id gets its partitions back without a rebalance")
+    run.add_argument("--until-idle", type=float, metavar="SECONDS",
+                     help="Kafka: stop after this long without a record (bounded replays)")
+    run.add_argument("--health-port", type=int, metavar="PORT",
+                     help="Kafka: serve the worker's health at http://127.0.0.1:PORT/health")
+    run.add_argument("--batch-size", type=int, default=5_000, help="Kafka: records per batch")
     _session_flags(run)
     _input_flags(run)
     run.add_argument("--output", "-o", metavar="FILE", help="also write final sessions as JSONL")
@@ -70,6 +81,21 @@ def _parser() -> argparse.ArgumentParser:
     _api_flags(serve)
     serve.set_defaults(func=cmd_serve)
 
+    produce = sub.add_parser("produce", help="publish a file's events to Kafka, keyed by user")
+    produce.add_argument("--input", "-i", required=True, metavar="PATH")
+    produce.add_argument("--topic", required=True, help="topic name (created if missing)")
+    produce.add_argument("--bootstrap", help="Kafka bootstrap servers (default 127.0.0.1:9092)")
+    produce.add_argument("--partitions", type=int, default=4, help="for a new topic (default 4)")
+    produce.add_argument("--shuffle-within", metavar="DURATION",
+                         help="displace each event's arrival by up to this much, e.g. 10m")
+    produce.add_argument("--late-fraction", type=float, default=0.0,
+                         help="share of events that arrive --late-by late, e.g. 0.01")
+    produce.add_argument("--late-by", metavar="DURATION", default="0s")
+    produce.add_argument("--seed", type=int, default=1, help="for the disorder (default 1)")
+    produce.add_argument("--config", "-c", metavar="FILE", help="TOML settings (input mapping)")
+    _input_flags(produce)
+    produce.set_defaults(func=cmd_produce)
+
     demo = sub.add_parser("demo", help="sessionize a bundled real dataset and serve the API")
     demo.add_argument("--dir", default="sessionize-demo", help="where to put the demo store")
     demo.add_argument("--no-serve", action="store_true", help="stop after printing the results")
@@ -81,6 +107,10 @@ def _parser() -> argparse.ArgumentParser:
 def _common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", metavar="FILE", help="TOML settings file")
     p.add_argument("--db", metavar="PATH", help="SQLite store (default sessionize.db)")
+    p.add_argument("--store", metavar="postgresql://...",
+                   help="PostgreSQL store instead of SQLite")
+    p.add_argument("--cache", metavar="redis://...",
+                   help="Redis cache of active sessions (Kafka runs write it, serve reads it)")
 
 
 def _session_flags(p: argparse.ArgumentParser) -> None:
@@ -111,7 +141,11 @@ def _settings(args: argparse.Namespace) -> Settings:
                   "ts": getattr(args, "ts", None), "ts_format": getattr(args, "ts_format", None),
                   "type": getattr(args, "type_field", None),
                   "input_tz": getattr(args, "input_tz", None)},
-        "store": {"db": getattr(args, "db", None)},
+        "store": {"db": getattr(args, "db", None), "url": getattr(args, "store", None)},
+        "cache": {"url": getattr(args, "cache", None)},
+        "kafka": {"group": getattr(args, "group", None),
+                  "bootstrap": getattr(args, "bootstrap", None),
+                  "instance_id": getattr(args, "instance_id", None)},
         "output": {"sessions": getattr(args, "output", None),
                    "rejected": getattr(args, "rejected", None),
                    "with_event_ids": getattr(args, "with_event_ids", None)},
@@ -124,6 +158,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if args.source:
+        return run_kafka(args, settings)
     summaries = [run_file(path, settings, show_progress=not args.quiet)
                  for path in args.input]
     for s in summaries:
@@ -133,14 +169,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def run_file(path: str, settings: Settings, show_progress: bool = True) -> RunSummary:
     """Sessionize one file into the configured store (and outputs); the CLI's main job."""
-    from sessionize.stores.sqlite import SqliteStore
-
     source = _open(path, settings)
     outputs = Outputs(
         sessions=JsonLinesWriter(settings.sessions_out) if settings.sessions_out else None,
         rejected=JsonLinesWriter(settings.rejected_out) if settings.rejected_out else None,
     )
-    store = SqliteStore(settings.db)
+    store = open_store(settings)
     try:
         pipeline = FilePipeline(SessionEngine(settings.engine), store, outputs)
         if not show_progress:
@@ -149,6 +183,88 @@ def run_file(path: str, settings: Settings, show_progress: bool = True) -> RunSu
             return pipeline.run(source, describe(settings), update)
     finally:
         store.close()
+
+
+def open_store(settings: Settings) -> Any:
+    """PostgreSQL when a store URL is configured, else the embedded SQLite file."""
+    if settings.store_url:
+        from sessionize.stores.postgres import PostgresStore
+
+        return PostgresStore(settings.store_url)
+    from sessionize.stores.sqlite import SqliteStore
+
+    return SqliteStore(settings.db)
+
+
+def open_cache(settings: Settings) -> Any:
+    if not settings.cache_url:
+        return None
+    from sessionize.caches.redis import RedisCache
+
+    e = settings.engine
+    return RedisCache(settings.cache_url, max_gap_ms=e.max_gap_ms, grace_ms=e.grace_ms)
+
+
+def run_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    """A consumer-group worker: Kafka -> engine -> PostgreSQL (+ Redis), exactly-once effect."""
+    import logging
+    import signal
+
+    from sessionize.health import serve_health
+    from sessionize.sources.kafka import KafkaSource, parse_kafka_url
+    from sessionize.worker import StreamWorker
+
+    if not settings.store_url:
+        raise SessionizeError("a Kafka run needs a PostgreSQL store: add --store "
+                              "postgresql://USER@HOST:PORT/DB (it holds the offsets and state "
+                              "that make restarts exactly-once)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    bootstrap, topic = parse_kafka_url(args.source)
+    store, cache = open_store(settings), open_cache(settings)
+    worker = StreamWorker(
+        settings.engine, store, cache,
+        lambda **cb: KafkaSource(bootstrap, topic, settings.kafka_group, settings.input.fields,
+                                 extra=kafka_options(settings), **cb),
+        batch_size=args.batch_size, run_config=describe(settings))
+    if args.health_port:
+        serve_health("127.0.0.1", args.health_port,
+                     lambda: (worker.health.ok, worker.health.as_dict()))
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    console.print(f"consuming {topic} on {bootstrap} as group {settings.kafka_group!r} "
+                  f"into {settings.store_url}" + (f" + {settings.cache_url}" if cache else ""))
+    try:
+        worker.run(until_idle=args.until_idle)
+    except KeyboardInterrupt:
+        worker.stop()
+    h = worker.health
+    console.print(f"stopped: {h.events:,} events, {h.counted:,} counted, rejected {h.rejected}")
+    return 0
+
+
+def kafka_options(settings: Settings) -> dict[str, Any]:
+    opts = dict(settings.kafka_consumer)
+    if settings.kafka_instance_id:
+        opts["group.instance.id"] = settings.kafka_instance_id
+    return opts
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from sessionize.engine.durations import parse_duration
+    from sessionize.produce import Disorder, produce
+
+    settings = _settings(args)
+    if not 0 <= args.late_fraction <= 1:
+        raise SessionizeError("--late-fraction must be between 0 and 1")
+    disorder = Disorder(
+        shuffle_within_ms=parse_duration(args.shuffle_within or 0, name="--shuffle-within"),
+        late_fraction=args.late_fraction,
+        late_by_ms=parse_duration(args.late_by, name="--late-by"), seed=args.seed)
+    counts = produce(_open(args.input, settings), settings.kafka_bootstrap, args.topic,
+                     args.partitions, disorder)
+    out.print(f"published {counts['total']:,} records to {args.topic} on "
+              f"{settings.kafka_bootstrap} ({counts['events']:,} events, "
+              f"{counts['unreadable']:,} unreadable lines passed on for the dead letters)")
+    return 0
 
 
 def _open(path: str, settings: Settings) -> Source:
@@ -230,20 +346,26 @@ def print_summary(s: RunSummary, settings: Settings) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    serve(settings.db, settings.host, settings.port)
+    serve(settings)
     return 0
 
 
-def serve(db: str, host: str, port: int) -> None:
+def serve(settings: Settings) -> None:
     import uvicorn
 
     from sessionize.api.app import create_app
-    from sessionize.stores.sqlite import SqliteStore
 
-    if not Path(db).exists():
-        raise SessionizeError(f"store {db} does not exist yet; fill it first with "
-                              f"`sessionize run --input FILE --db {db}`")
-    app = create_app(SqliteStore(db))
+    if not settings.store_url and not Path(settings.db).exists():
+        raise SessionizeError(f"store {settings.db} does not exist yet; fill it first with "
+                              f"`sessionize run --input FILE --db {settings.db}`")
+    queries = open_store(settings)
+    cache = open_cache(settings)
+    if cache is not None:
+        from sessionize.api.queries import CachedQueries
+
+        queries = CachedQueries(queries, cache)
+    app = create_app(queries)
+    host, port = settings.host, settings.port
     console.print(f"API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
@@ -269,7 +391,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _show_demo_findings(str(db), settings)
     if args.no_serve:
         return 0
-    serve(str(db), settings.host, settings.port)
+    serve(settings)
     return 0
 
 

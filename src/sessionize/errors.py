@@ -17,3 +17,7 @@ class InputError(SessionizeError):
 
 class StoreError(SessionizeError):
     """A store (SQLite, PostgreSQL) cannot be opened or written."""
+
+
+class CacheError(SessionizeError):
+    """The session cache (Redis) cannot be reached or refused a command."""

@@ -29,7 +29,9 @@ SECTIONS: dict[str, set[str]] = {
     "input": {"format", "key", "ts", "ts_format", "input_tz", "type", "default_type", "event_id",
               "page", "referrer", "campaign", "user_agent", "revenue", "received_at",
               "delimiter", "clf_key", "skip_assets"},
-    "store": {"db"},
+    "store": {"db", "url"},
+    "cache": {"url"},
+    "kafka": {"bootstrap", "group", "instance_id", "consumer"},
     "output": {"sessions", "rejected", "with_event_ids"},
     "api": {"host", "port"},
 }
@@ -50,6 +52,12 @@ class Settings:
     engine: EngineConfig = field(default_factory=EngineConfig)
     input: InputSettings = field(default_factory=InputSettings)
     db: str = "sessionize.db"
+    store_url: str | None = None  # postgresql://... (else the SQLite file ``db``)
+    cache_url: str | None = None  # redis://...
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_group: str = "sessionize"
+    kafka_instance_id: str | None = None  # static membership: a restart keeps its partitions
+    kafka_consumer: dict[str, Any] = field(default_factory=dict)  # extra librdkafka settings
     sessions_out: str | None = None
     rejected_out: str | None = None
     with_event_ids: bool = False
@@ -151,6 +159,12 @@ def _build(raw: dict[str, dict[str, Any]]) -> Settings:
         engine=engine,
         input=_input_settings(i),
         db=str(raw["store"].get("db", Settings.db)),
+        store_url=_url(raw["store"].get("url"), ("postgresql://", "postgres://"), "store.url"),
+        cache_url=_url(raw["cache"].get("url"), ("redis://", "rediss://"), "cache.url"),
+        kafka_bootstrap=str(raw["kafka"].get("bootstrap", Settings.kafka_bootstrap)),
+        kafka_group=str(raw["kafka"].get("group", Settings.kafka_group)),
+        kafka_instance_id=raw["kafka"].get("instance_id") or None,
+        kafka_consumer=_table(raw["kafka"].get("consumer", {}), "kafka.consumer"),
         sessions_out=o.get("sessions"),
         rejected_out=o.get("rejected"),
         with_event_ids=engine.track_event_ids,
@@ -223,6 +237,21 @@ def _optional(section: dict[str, Any], key: str, default: str | None) -> str | N
         return default
     value = section[key]
     return None if value in ("", None, False) else str(value)
+
+
+def _table(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must be a table, e.g. {{ \"session.timeout.ms\" = 6000 }}")
+    return dict(value)
+
+
+def _url(value: Any, schemes: tuple[str, ...], name: str) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not value.startswith(schemes):
+        raise ConfigError(f"{name} {value!r} must start with {' or '.join(schemes)}, e.g. "
+                          f"{schemes[0]}127.0.0.1/...")
+    return value
 
 
 def _port(value: Any) -> int:

@@ -19,11 +19,9 @@ Every statement is a constant with ``?`` parameters: no SQL is ever built from u
 
 from __future__ import annotations
 
-import base64
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from itertools import chain
@@ -33,12 +31,23 @@ from typing import Any
 import orjson
 
 from sessionize.engine.engine import ChangeSet
-from sessionize.engine.event import Reason, Rejection
+from sessionize.engine.event import Reason
 from sessionize.errors import StoreError
 from sessionize.stores.base import RunInfo
+from sessionize.stores.records import (
+    FIRST_PAGE,
+    SESSION_COLUMNS,
+    decode_cursor,
+    encode_cursor,
+)
+from sessionize.stores.records import bounds as _bounds
+from sessionize.stores.records import json_text as _json
+from sessionize.stores.records import now_ms as _now_ms
+from sessionize.stores.records import rejection_row as _rejection_row
+from sessionize.stores.records import session_record as _record
+from sessionize.stores.records import session_row as _session_row
 
-_MIN_MS = -(2**63)
-_MAX_MS = 2**63 - 1
+__all__ = ["MIGRATIONS", "SqliteStore", "decode_cursor", "encode_cursor"]
 
 # Each step is a list of statements run in one transaction; append new steps, never edit old ones.
 MIGRATIONS: list[list[str]] = [
@@ -111,12 +120,7 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 
-_COLUMNS = (
-    "session_id", '"key"', '"partition"', "start_ms", "end_ms", "expires_ms", "duration_ms",
-    "event_count", "status", "page_views", "conversions", "revenue", "bounce", "engaged",
-    "entry_page", "exit_page", "referrer", "campaign", "user_agent", "is_bot", "path",
-    "path_truncated", "event_ids", "run_id", "updated_at_ms",
-)
+_COLUMNS = SESSION_COLUMNS
 _UPSERT_SESSION = (
     f"INSERT INTO sessions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     "ON CONFLICT (session_id) DO UPDATE SET "
@@ -349,7 +353,7 @@ class SqliteStore:
         """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        after = decode_cursor(cursor) if cursor else (_MAX_MS, "\uffff")
+        after = decode_cursor(cursor) if cursor else FIRST_PAGE
         lo, hi = _bounds(start_ms, end_ms)
         rows = self._query(_PAGE, (key, hi, lo, *after, limit + 1))
         records = [_record(row) for row in rows[:limit]]
@@ -421,98 +425,7 @@ class SqliteStore:
         return {"store": "sqlite", "path": str(self.path), "ok": True, "sessions": n}
 
 
-# ---------------------------------------------------------------------- rows and records
-
-
-def _session_row(rec: dict[str, Any], run_id: int, now: int) -> tuple[Any, ...]:
-    """A ``Session.to_record`` dict as a ``sessions`` row, in ``_COLUMNS`` order."""
-    event_ids = rec.get("event_ids")
-    return (
-        rec["session_id"], rec["key"], rec["partition"], rec["start"], rec["end"],
-        rec["expires"], rec["duration_ms"], rec["event_count"], rec["status"],
-        rec["page_views"], rec["conversions"], rec["revenue"], int(rec["bounce"]),
-        int(rec["engaged"]), rec["entry_page"], rec["exit_page"], rec["referrer"],
-        rec["campaign"], rec["user_agent"], int(rec["is_bot"]), _json(rec["path"]),
-        int(rec["path_truncated"]), None if event_ids is None else _json(event_ids),
-        run_id, now,
-    )
-
-
-def _record(row: tuple[Any, ...]) -> dict[str, Any]:
-    """A ``_SELECT_SESSIONS`` row as the flat record of ``Session.to_record`` (same names)."""
-    (sid, key, partition, start, end, expires, duration, count, status, page_views, conversions,
-     revenue, bounce, engaged, entry, exit_, referrer, campaign, user_agent, is_bot, path,
-     truncated, event_ids) = row
-    rec: dict[str, Any] = {
-        "session_id": sid, "key": key, "partition": partition, "start": start, "end": end,
-        "expires": expires, "duration_ms": duration, "event_count": count, "status": status,
-        "page_views": page_views, "conversions": conversions, "revenue": revenue,
-        "bounce": bool(bounce), "engaged": bool(engaged), "entry_page": entry,
-        "exit_page": exit_, "referrer": referrer, "campaign": campaign,
-        "user_agent": user_agent, "is_bot": bool(is_bot), "path": orjson.loads(path),
-        "path_truncated": bool(truncated),
-    }
-    if event_ids is not None:
-        rec["event_ids"] = orjson.loads(event_ids)
-    return rec
-
-
-def _rejection_row(r: Rejection, run_id: int, partition: int,
-                   stream_time: int | None) -> tuple[Any, ...]:
-    at = r.ts if r.ts is not None else stream_time
-    return (run_id, partition, r.offset, str(r.reason), r.detail, r.key, r.event_id, r.ts, at,
-            _raw_text(r.raw))
-
-
-def _raw_text(raw: Any) -> str | None:
-    """The raw input as text: a string as it came, bytes decoded, anything else as JSON."""
-    if raw is None or isinstance(raw, str):
-        return raw
-    if isinstance(raw, bytes | bytearray):
-        return bytes(raw).decode("utf-8", "replace")
-    return _json(raw)
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value, default=_jsonable, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-def _jsonable(value: Any) -> Any:
-    """What orjson cannot write itself: sets become sorted lists, anything else its text."""
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=str)
-    return str(value)
-
-
 # ---------------------------------------------------------------------- helpers
-
-
-def encode_cursor(start_ms: int, session_id: str) -> str:
-    """The opaque page cursor: the sort key ``(start_ms, session_id)`` of a page's last row."""
-    return base64.urlsafe_b64encode(orjson.dumps([start_ms, session_id])).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    """Inverse of ``encode_cursor``; anything it did not produce is a ValueError."""
-    try:
-        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, TypeError):
-        value = None
-    if (
-        isinstance(value, list) and len(value) == 2
-        and type(value[0]) is int and isinstance(value[1], str)
-    ):
-        return value[0], value[1]
-    raise ValueError(f"cursor {cursor!r} is not one this API issued: pass next_cursor unchanged")
-
-
-def _bounds(start_ms: int | None, end_ms: int | None) -> tuple[int, int]:
-    """Open ends as the extreme integers, so every range query is one index-friendly shape."""
-    return (_MIN_MS if start_ms is None else start_ms, _MAX_MS if end_ms is None else end_ms)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _checked_path(path: Path) -> Path:

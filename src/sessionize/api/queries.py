@@ -1,0 +1,70 @@
+"""CachedQueries: the API's reads, active sessions from a cache and the rest from the store.
+
+``create_app(CachedQueries(store, cache))`` serves ``/users/{key}/sessions/active`` from the
+cache (Redis: one round trip, sub-millisecond) and history, single sessions and statistics from
+the store, unchanged. The store remains the source of truth: the pipeline writes a batch to the
+store first and to the cache after, and a worker rebuilds a partition's cache from the store
+when it takes the partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sessionize.caches.base import SessionCache
+from sessionize.errors import CacheError, StoreError
+from sessionize.stores.base import SessionQueries
+
+log = logging.getLogger(__name__)
+
+
+class CachedQueries:
+    """``SessionQueries`` with ``active_sessions`` read from ``cache``.
+
+    When the cache cannot answer, ``fallback=True`` (the default) reads the store instead: it
+    holds the same open and inactive sessions, only slower, and ``/health`` reports the cache
+    as down. ``fallback=False`` fails the request instead (a ``StoreError``, which the API
+    answers with 503 in its usual error shape), for deployments where the store must not take
+    the lookup load.
+    """
+
+    def __init__(self, store: SessionQueries, cache: SessionCache, *, fallback: bool = True) -> None:
+        self.store = store
+        self.cache = cache
+        self.fallback = fallback
+
+    def active_sessions(self, key: str) -> list[dict[str, Any]]:
+        try:
+            return self.cache.active_sessions(key)
+        except CacheError as exc:
+            if not self.fallback:
+                raise StoreError(f"the session cache is unavailable: {exc}") from exc
+            log.warning("cache unavailable, reading active sessions from the store: %s", exc)
+            return self.store.active_sessions(key)
+
+    def user_sessions(self, key: str, start_ms: int | None, end_ms: int | None, limit: int,
+                      cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        return self.store.user_sessions(key, start_ms, end_ms, limit, cursor)
+
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        return self.store.session(session_id)
+
+    def summary(self, start_ms: int | None, end_ms: int | None) -> dict[str, Any]:
+        return self.store.summary(start_ms, end_ms)
+
+    def rejected_counts(self, start_ms: int | None, end_ms: int | None) -> dict[str, int]:
+        return self.store.rejected_counts(start_ms, end_ms)
+
+    def health(self) -> dict[str, Any]:
+        """The store's health (raising if the store cannot answer, as the store does) with the
+        cache's under ``"cache"``; ``ok`` only if both are ok. A cache that raises is reported,
+        not raised."""
+        info = dict(self.store.health())
+        try:
+            cache = dict(self.cache.health())
+        except Exception as exc:  # a probe must answer, whatever the cache raised
+            cache = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        info["ok"] = bool(info.get("ok", True)) and bool(cache.get("ok"))
+        info["cache"] = cache
+        return info

@@ -1,0 +1,317 @@
+"""RedisCache: the open and inactive sessions of every key, in Redis, for sub-millisecond
+active-session lookups. PostgreSQL (or SQLite) stays the source of truth; this can always be
+rebuilt from it.
+
+Layout (every name starts with ``prefix``, ``sessionize:`` by default):
+
+``{prefix}user:{key}``        HASH  session_id -> the session's record (JSON, ``to_record``)
+``{prefix}p:{partition}:users`` SET  keys that have cached sessions of that partition
+``{prefix}stream_time``        HASH  partition -> stream time (epoch ms)
+
+A key's hash may hold sessions of several partitions (a user in two input files); each record
+carries its ``partition``, which is how a read finds the stream time its status depends on and
+how a rebuild or a prune touches one partition only.
+
+Writes: ``apply`` sends one batch's changes in ONE MULTI/EXEC transaction (one round trip), so
+a reader sees a batch whole or not at all. Retractions and finals are HDELs (a hash left empty
+disappears); upserts are HSETs that also add the key to its partition's set and refresh the
+hash's TTL. A key that lost sessions and got none is pruned from the partition set by a small
+Lua script in the same transaction, so the set stays the size of what is cached.
+
+Reads: ``active_sessions`` is one round trip (MULTI: HVALS of the key's hash + HGETALL of the
+small stream-time hash); the status is derived there exactly as the stores derive it.
+
+TTL, a safety net only. Sessions leave the cache by explicit deletes: the worker HDELs each
+session when it is retracted or final. The TTL exists for orphans, sessions whose deletes
+never come: a worker that died and whose partition was never taken over (so never rebuilt), a
+partition that stopped being consumed, a prefix left behind. A session closes once stream time
+passes ``expires + max_gap + grace`` (SEMANTICS.md §3), so ``expires + max_gap + grace -
+stream_time`` is how much *event* time it has left to live; in a live stream event time
+advances about as fast as the wall clock, and faster while catching up, so that span
+(at least 60 s) plus a margin, as a wall-clock TTL, outlives every session the worker will
+delete itself. It can only cut a session short when event time crawls slower than the wall
+clock: a partition with no events at all for longer than ``max_gap + grace + margin`` (25 h
+with the defaults) loses its open sessions from the cache, while the store still shows them
+(a rebuild restores them). The TTL is per hash, so it is only ever extended (PEXPIRE NX, then
+GT): a late event that updates an old session must not shorten the life of a newer one. With
+unbounded grace nothing closes before the end of input, so the TTL is ``unbounded_ttl_ms``
+(7 days) after the key's last write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from sessionize.engine.config import DEFAULT_GAP_MS, DEFAULT_GRACE_MS, EngineConfig
+from sessionize.engine.engine import ChangeSet
+from sessionize.errors import CacheError
+
+MIN_TTL_MS = 60_000
+DEFAULT_TTL_MARGIN_MS = 3_600_000
+DEFAULT_UNBOUNDED_TTL_MS = 7 * 86_400_000
+
+# KEYS: the partition's key set, then the hashes of keys that lost sessions; ARGV: partition,
+# then those keys. Drop a key from the set when its hash holds no session of the partition.
+_PRUNE = """
+local p = tonumber(ARGV[1])
+for i = 2, #KEYS do
+  local keep = false
+  for _, v in ipairs(redis.call('HVALS', KEYS[i])) do
+    if cjson.decode(v)['partition'] == p then keep = true; break end
+  end
+  if not keep then redis.call('SREM', KEYS[1], ARGV[i]) end
+end
+return 0
+"""
+
+# KEYS: the partition's key set; ARGV: partition, the prefix of the hashes' names. Remove every
+# cached session of the partition (sessions of other partitions stay), then the set itself.
+_CLEAR_PARTITION = """
+local p = tonumber(ARGV[1])
+local removed = 0
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local h = ARGV[2] .. member
+  local fields = redis.call('HGETALL', h)
+  for i = 1, #fields, 2 do
+    if cjson.decode(fields[i + 1])['partition'] == p then
+      redis.call('HDEL', h, fields[i])
+      removed = removed + 1
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+return removed
+"""
+
+
+class RedisCache:
+    """The ``SessionCache`` in Redis. Thread-safe (a redis-py connection pool).
+
+    ``max_gap_ms`` and ``grace_ms`` are the engine's (``EngineConfig.max_gap_ms`` and
+    ``grace_ms``; ``for_config`` reads them): they only size the safety-net TTL (module
+    docstring). Nothing connects until the first command.
+    """
+
+    def __init__(self, url: str, *, prefix: str = "sessionize:", socket_timeout: float = 2.0,
+                 max_gap_ms: int = DEFAULT_GAP_MS, grace_ms: int | None = DEFAULT_GRACE_MS,
+                 ttl_margin_ms: int = DEFAULT_TTL_MARGIN_MS,
+                 unbounded_ttl_ms: int = DEFAULT_UNBOUNDED_TTL_MS) -> None:
+        self.url = _redacted(url)
+        self.prefix = prefix
+        try:
+            self._client = redis.Redis.from_url(
+                url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+                # one quick retry (a pooled connection dropped by a Redis restart reconnects),
+                # never redis-py's default of 10 with backoff: a lookup must fail fast
+                retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+            )
+        except ValueError as exc:
+            raise CacheError(
+                f"cache url {self.url!r} is not a Redis URL ({exc}); use e.g. "
+                "redis://127.0.0.1:6379/0"
+            ) from None
+        kw = self._client.connection_pool.connection_kwargs
+        self.where = kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+        self._close_after = None if grace_ms is None else max_gap_ms + grace_ms
+        self._margin = ttl_margin_ms
+        self._unbounded_ttl = unbounded_ttl_ms
+        self._user_prefix = f"{prefix}user:".encode()
+        self._stream_time = f"{prefix}stream_time".encode()
+
+    @classmethod
+    def for_config(cls, url: str, config: EngineConfig, **kwargs: Any) -> RedisCache:
+        """A cache whose TTLs follow ``config`` (an ``EngineConfig``): its max gap and grace."""
+        return cls(url, max_gap_ms=config.max_gap_ms, grace_ms=config.grace_ms, **kwargs)
+
+    # ------------------------------------------------------------------ names
+
+    def user_hash(self, key: str) -> bytes:
+        """The name of ``key``'s hash."""
+        return self._user_prefix + key.encode()
+
+    def partition_set(self, partition: int) -> bytes:
+        """The name of the set of keys with cached sessions of ``partition``."""
+        return f"{self.prefix}p:{partition}:users".encode()
+
+    # ------------------------------------------------------------------ writing
+
+    def apply(self, partition: int, changes: ChangeSet) -> None:
+        """One batch in one MULTI/EXEC round trip: retract, upsert, finalise, stream time."""
+        if len(changes.retracted_keys) != len(changes.retractions):
+            raise ValueError(
+                f"the ChangeSet has {len(changes.retractions)} retractions but "
+                f"{len(changes.retracted_keys)} retracted_keys: the cache needs the key of each"
+            )
+        if not (changes.retractions or changes.upserts or changes.finals
+                or changes.stream_time is not None):
+            return
+        pipe = self._client.pipeline(transaction=True)
+        lost: dict[str, None] = {}  # keys that lost a session (ordered set)
+        for sid, key in zip(changes.retractions, changes.retracted_keys, strict=True):
+            pipe.hdel(self.user_hash(key), sid)
+            lost[key] = None
+        written = self._write(pipe, partition, changes.upserts, changes.stream_time)
+        for rec in changes.finals:
+            pipe.hdel(self.user_hash(rec["key"]), rec["session_id"])
+            lost[rec["key"]] = None
+        # a key written in this batch keeps a session of this partition: no prune needed
+        prune = [key for key in lost if key not in written]
+        if prune:
+            pipe.eval(_PRUNE, 1 + len(prune), self.partition_set(partition),
+                      *(self.user_hash(k) for k in prune), partition, *prune)
+        if changes.stream_time is not None:
+            pipe.hset(self._stream_time, str(partition), changes.stream_time)
+        self._execute(pipe, f"applying a batch of partition {partition}")
+
+    def rebuild_partition(self, partition: int, records: Iterable[dict[str, Any]],
+                          stream_time: int | None) -> None:
+        """Replace the partition's cached sessions by ``records`` (its open and inactive
+        sessions, from the store) in one transaction; other partitions are untouched."""
+        records = list(records)
+        for rec in records:
+            if rec["partition"] != partition:
+                raise ValueError(
+                    f"session {rec['session_id']} is of partition {rec['partition']}, "
+                    f"not {partition}: rebuild a partition from its own sessions"
+                )
+            if rec["status"] == "closed":
+                raise ValueError(f"session {rec['session_id']} is closed: the cache holds "
+                                 "open and inactive sessions only")
+        pipe = self._client.pipeline(transaction=True)
+        pipe.eval(_CLEAR_PARTITION, 1, self.partition_set(partition), partition,
+                  self._user_prefix)
+        self._write(pipe, partition, records, stream_time)
+        if stream_time is None:
+            pipe.hdel(self._stream_time, str(partition))
+        else:
+            pipe.hset(self._stream_time, str(partition), stream_time)
+        self._execute(pipe, f"rebuilding partition {partition}")
+
+    def _write(self, pipe: Any, partition: int, records: list[dict[str, Any]],
+               stream_time: int | None) -> set[str]:
+        """Queue the HSET, SADD and TTL of each key's records; returns the keys written."""
+        by_key: dict[str, dict[str, bytes]] = {}
+        ttl: dict[str, int] = {}
+        for rec in records:
+            key = rec["key"]
+            by_key.setdefault(key, {})[rec["session_id"]] = orjson.dumps(rec)
+            ms = self._ttl_ms(rec, stream_time)
+            if ms > ttl.get(key, 0):
+                ttl[key] = ms
+        if by_key:
+            pipe.sadd(self.partition_set(partition), *by_key)
+        for key, mapping in by_key.items():
+            name = self.user_hash(key)
+            pipe.hset(name, mapping=mapping)
+            pipe.pexpire(name, ttl[key], nx=True)  # a new hash has no TTL: set one
+            pipe.pexpire(name, ttl[key], gt=True)  # else only ever extend it
+        return set(by_key)
+
+    def _ttl_ms(self, rec: dict[str, Any], stream_time: int | None) -> int:
+        """Wall-clock TTL for a hash holding ``rec``: its event time left until it closes
+        (at least a minute) plus the margin; see the module docstring."""
+        if self._close_after is None:
+            return self._unbounded_ttl
+        now = stream_time if stream_time is not None else rec["end"]
+        return max(MIN_TTL_MS, rec["expires"] + self._close_after - now) + self._margin
+
+    # ------------------------------------------------------------------ reading
+
+    def active_sessions(self, key: str) -> list[dict[str, Any]]:
+        """The key's open and inactive sessions, newest start first, status as of each
+        session's partition stream time. One round trip."""
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hvals(self.user_hash(key))
+        pipe.hgetall(self._stream_time)
+        values, times = self._execute(pipe, f"reading the sessions of key {key!r}")
+        records = [orjson.loads(v) for v in values]
+        if not records:
+            return records
+        stream = {int(p): int(t) for p, t in times.items()}
+        for rec in records:
+            if rec["status"] == "open":
+                t = stream.get(rec["partition"])
+                if t is not None and rec["expires"] < t:
+                    rec["status"] = "inactive"
+        records.sort(key=_newest_first, reverse=True)
+        return records
+
+    def stream_times(self) -> dict[int, int]:
+        """Stream time per partition as last written."""
+        times = self._run(lambda: self._client.hgetall(self._stream_time), "reading stream times")
+        return {int(p): int(t) for p, t in times.items()}
+
+    def health(self) -> dict[str, Any]:
+        """Is Redis answering, and how fast (one PING). Never raises."""
+        out: dict[str, Any] = {"cache": "redis", "url": self.url, "prefix": self.prefix}
+        t0 = time.perf_counter()
+        try:
+            self._run(self._client.ping, "answering PING")
+        except CacheError as exc:
+            return {**out, "ok": False, "error": str(exc)}
+        return {**out, "ok": True, "latency_ms": round((time.perf_counter() - t0) * 1000, 3)}
+
+    def clear(self) -> int:
+        """Delete every name under this cache's prefix (SCAN + UNLINK); returns how many."""
+        def run() -> int:
+            n = 0
+            batch: list[bytes] = []
+            for name in self._client.scan_iter(match=_glob_escape(self.prefix) + "*", count=1000):
+                batch.append(name)
+                if len(batch) == 1000:
+                    n += self._client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                n += self._client.unlink(*batch)
+            return n
+        return self._run(run, f"clearing {self.prefix!r}")
+
+    def close(self) -> None:
+        self._client.close()
+
+    # ------------------------------------------------------------------ errors
+
+    def _execute(self, pipe: Any, what: str) -> list[Any]:
+        return self._run(pipe.execute, what)
+
+    def _run(self, call: Any, what: str) -> Any:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise CacheError(
+                f"Redis at {self.where} ({self.url}) did not answer while {what}: {exc}. "
+                "Is it running? For development and tests start it with "
+                "`scripts/services.sh up redis`."
+            ) from exc
+        except redis.RedisError as exc:
+            raise CacheError(f"Redis at {self.where} refused {what}: {exc}") from exc
+
+
+def _newest_first(rec: dict[str, Any]) -> tuple[int, str]:
+    return (rec["start"], rec["session_id"])  # sorted in reverse: the stores' ORDER BY
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password, for messages and health output."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    except ValueError:
+        return url
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

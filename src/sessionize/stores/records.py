@@ -1,0 +1,136 @@
+"""What every SQL store shares: session records <-> rows, rejections as rows, JSON text, page
+cursors and range bounds. Pure functions, no database: SQLite and PostgreSQL use the same ones,
+so both stores write the same values and hand back the same records.
+
+A session row is in ``SESSION_COLUMNS`` order; flags are Python bools (SQLite stores them as
+0/1, PostgreSQL as boolean), ``path`` and ``event_ids`` are JSON text.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import orjson
+
+from sessionize.engine.event import Rejection
+
+MIN_MS = -(2**63)
+MAX_MS = 2**63 - 1
+
+SESSION_COLUMNS = (
+    "session_id", '"key"', '"partition"', "start_ms", "end_ms", "expires_ms", "duration_ms",
+    "event_count", "status", "page_views", "conversions", "revenue", "bounce", "engaged",
+    "entry_page", "exit_page", "referrer", "campaign", "user_agent", "is_bot", "path",
+    "path_truncated", "event_ids", "run_id", "updated_at_ms",
+)
+
+
+def session_row(rec: dict[str, Any], run_id: int | None, now: int) -> tuple[Any, ...]:
+    """A ``Session.to_record`` dict as a ``sessions`` row, in ``SESSION_COLUMNS`` order."""
+    event_ids = rec.get("event_ids")
+    return (
+        rec["session_id"], rec["key"], rec["partition"], rec["start"], rec["end"],
+        rec["expires"], rec["duration_ms"], rec["event_count"], rec["status"],
+        rec["page_views"], rec["conversions"], rec["revenue"], bool(rec["bounce"]),
+        bool(rec["engaged"]), rec["entry_page"], rec["exit_page"], rec["referrer"],
+        rec["campaign"], rec["user_agent"], bool(rec["is_bot"]), json_text(rec["path"]),
+        bool(rec["path_truncated"]), None if event_ids is None else json_text(event_ids),
+        run_id, now,
+    )
+
+
+def session_record(row: tuple[Any, ...] | list[Any]) -> dict[str, Any]:
+    """A session row as read back (the stored columns, the derived status in place of the
+    stored one, without run_id and updated_at_ms) as the flat record of ``Session.to_record``.
+    ``path`` and ``event_ids`` may come as JSON text or already decoded."""
+    (sid, key, partition, start, end, expires, duration, count, status, page_views, conversions,
+     revenue, bounce, engaged, entry, exit_, referrer, campaign, user_agent, is_bot, path,
+     truncated, event_ids) = row
+    rec: dict[str, Any] = {
+        "session_id": sid, "key": key, "partition": partition, "start": start, "end": end,
+        "expires": expires, "duration_ms": duration, "event_count": count, "status": status,
+        "page_views": page_views, "conversions": conversions, "revenue": revenue,
+        "bounce": bool(bounce), "engaged": bool(engaged), "entry_page": entry,
+        "exit_page": exit_, "referrer": referrer, "campaign": campaign,
+        "user_agent": user_agent, "is_bot": bool(is_bot), "path": _decoded(path),
+        "path_truncated": bool(truncated),
+    }
+    if event_ids is not None:
+        rec["event_ids"] = _decoded(event_ids)
+    return rec
+
+
+def rejection_row(r: Rejection, run_id: int | None, partition: int,
+                  stream_time: int | None) -> tuple[Any, ...]:
+    """``(run_id, partition, offset, reason, detail, key, event_id, ts_ms, at_ms, raw)``.
+
+    ``at_ms`` is the event's ts, or the partition's stream time for records without one
+    (malformed input), so that ranged counts place every rejection somewhere in event time."""
+    at = r.ts if r.ts is not None else stream_time
+    return (run_id, partition, r.offset, str(r.reason), r.detail, r.key, r.event_id, r.ts, at,
+            raw_text(r.raw))
+
+
+def raw_text(raw: Any) -> str | None:
+    """The raw input as text: a string as it came, bytes decoded, anything else as JSON."""
+    if raw is None or isinstance(raw, str):
+        return raw
+    if isinstance(raw, bytes | bytearray):
+        return bytes(raw).decode("utf-8", "replace")
+    return json_text(raw)
+
+
+def json_text(value: Any) -> str:
+    return json_bytes(value).decode()
+
+
+def json_bytes(value: Any) -> bytes:
+    """Compact JSON; sets become sorted lists, non-string keys strings, anything else its text."""
+    return orjson.dumps(value, default=_jsonable, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _jsonable(value: Any) -> Any:
+    """What orjson cannot write itself: sets become sorted lists, anything else its text."""
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
+
+
+def _decoded(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes | bytearray | memoryview) else value
+
+
+# ---------------------------------------------------------------------- paging and ranges
+
+
+def encode_cursor(start_ms: int, session_id: str) -> str:
+    """The opaque page cursor: the sort key ``(start_ms, session_id)`` of a page's last row."""
+    return base64.urlsafe_b64encode(orjson.dumps([start_ms, session_id])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """Inverse of ``encode_cursor``; anything it did not produce is a ValueError."""
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError):
+        value = None
+    if (
+        isinstance(value, list) and len(value) == 2
+        and type(value[0]) is int and isinstance(value[1], str)
+    ):
+        return value[0], value[1]
+    raise ValueError(f"cursor {cursor!r} is not one this API issued: pass next_cursor unchanged")
+
+
+FIRST_PAGE = (MAX_MS, "\uffff")  # sorts after every (start_ms, session_id): the first page
+
+
+def bounds(start_ms: int | None, end_ms: int | None) -> tuple[int, int]:
+    """Open ends as the extreme integers, so every range query is one index-friendly shape."""
+    return (MIN_MS if start_ms is None else start_ms, MAX_MS if end_ms is None else end_ms)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,255 @@
+"""StreamWorker: Kafka -> engine per partition -> PostgreSQL (one transaction) -> Redis.
+
+Exactly-once effect comes from one rule: a batch's session changes, rejected events, engine
+state and next offsets are committed to PostgreSQL in ONE transaction, and the only place a
+partition ever resumes from is what that transaction stored. So:
+
+- crash (kill -9) anywhere: the uncommitted batch is lost with the process; the next owner of
+  the partition restores the engine state and offset committed with the last batch, and
+  replays the rest, deterministically (same session ids);
+- rebalance: a partition is taken from the store on assignment; on revocation there is nothing
+  to flush, since every processed batch is already committed;
+- PostgreSQL down: the commit fails, the worker throws away its in-memory state (which is ahead
+  of the store), waits with backoff until PostgreSQL answers, restores every partition from it
+  and rewinds Kafka to the stored offsets: the same path as a crash, without the restart;
+- Redis down: PostgreSQL already holds the truth; the cache is marked stale, processing goes
+  on, and the cache is rebuilt from PostgreSQL for every owned partition once Redis answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sessionize.caches.base import SessionCache
+from sessionize.engine.config import EngineConfig
+from sessionize.engine.engine import ChangeSet, SessionEngine
+from sessionize.engine.event import Event
+from sessionize.errors import SessionizeError
+from sessionize.sources.kafka import KafkaSource, PartitionBatch
+from sessionize.stores.base import RunInfo
+
+log = logging.getLogger("sessionize.worker")
+
+
+class StreamStore(Protocol):
+    """What the worker needs from its store (PostgresStore implements it)."""
+
+    def begin_run(self, info: RunInfo) -> int: ...
+    def finish_run(self, run_id: int, info: RunInfo) -> None: ...
+    def apply_batch(self, run_id: int, source: str,
+                    items: list[tuple[int, ChangeSet, int | None]]) -> None: ...
+    def load_partition(self, source: str, partition: int) -> tuple[dict | None, int | None]: ...
+    def open_sessions_of_partition(self, partition: int) -> list[dict[str, Any]]: ...
+    def stream_time_of(self, partition: int) -> int | None: ...
+
+
+@dataclass
+class Health:
+    """What the health endpoint reports; written by the worker loop, read by the HTTP thread."""
+
+    store_ok: bool = True
+    cache_ok: bool = True
+    kafka_ok: bool = True
+    last_error: str | None = None
+    partitions: list[int] = field(default_factory=list)
+    batches: int = 0
+    events: int = 0
+    counted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    lag: dict[int, int] = field(default_factory=dict)
+    stream_time: dict[int, int | None] = field(default_factory=dict)
+    commit_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.store_ok and self.cache_ok and self.kafka_ok
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": "ok" if self.ok else "unhealthy", "postgres": self.store_ok,
+                "redis": self.cache_ok, "kafka": self.kafka_ok, "last_error": self.last_error,
+                "partitions": self.partitions, "batches": self.batches, "events": self.events,
+                "counted": self.counted, "rejected": self.rejected, "lag": self.lag,
+                "stream_time": self.stream_time,
+                "last_commit_ms": round(self.commit_seconds * 1000, 2)}
+
+
+class StreamWorker:
+    """One member of the consumer group. ``run()`` until stopped (or idle, for bounded runs)."""
+
+    def __init__(self, config: EngineConfig, store: StreamStore, cache: SessionCache | None,
+                 make_source: Callable[..., KafkaSource], *, batch_size: int = 5_000,
+                 poll_timeout: float = 0.5, max_backoff: float = 10.0,
+                 run_config: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.cache = cache
+        self.batch_size = batch_size
+        self.poll_timeout = poll_timeout
+        self.max_backoff = max_backoff
+        self.health = Health()
+        self.engines: dict[int, SessionEngine] = {}
+        self._cache_stale = False
+        self._stop = threading.Event()
+        self.source = make_source(on_assign=self._assigned, on_revoke=self._revoked)
+        self._info = RunInfo(source=self.source.name, config=run_config or {},
+                             started_at_ms=time.time_ns() // 1_000_000)
+        self.run_id = self._retry("recording the run", lambda: store.begin_run(self._info))
+
+    # -------------------------------------------------------------- loop
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, until_idle: float | None = None) -> None:
+        """Consume until ``stop()``; with ``until_idle``, also stop after that many seconds
+        without a record (bounded replays and tests)."""
+        last_data = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                batch = self.source.poll(self.batch_size, self.poll_timeout)
+                self.health.kafka_ok = self.source.last_error is None
+                if batch:
+                    last_data = time.monotonic()
+                    self._process(batch)
+                    self.health.lag = self.source.lag()
+                elif until_idle is not None and time.monotonic() - last_data > until_idle:
+                    break
+                if self._cache_stale:
+                    self._rebuild_cache(list(self.engines))
+        finally:
+            self._finish()
+
+    def _process(self, batch: dict[int, PartitionBatch]) -> None:
+        items: list[tuple[int, ChangeSet, int | None]] = []
+        for partition, pb in sorted(batch.items()):
+            engine = self.engines.get(partition)
+            if engine is None:  # revoked while the records were in flight: not ours any more
+                continue
+            events = [it for it in pb.items if isinstance(it, Event)]
+            if len(events) != len(pb.items):
+                engine.reject(it for it in pb.items if not isinstance(it, Event))
+            items.append((partition, engine.process(events), pb.next_offset))
+        if not items:
+            return
+        started = time.perf_counter()
+        try:
+            self.store.apply_batch(self.run_id, self.source.name, items)
+        except SessionizeError as exc:
+            self._store_failed(exc)
+            return
+        self.health.commit_seconds = time.perf_counter() - started
+        self.health.store_ok = True
+        self._update_cache(items)
+        self.source.commit_async({p: off for p, _, off in items if off is not None})
+        self._count(items)
+
+    def _count(self, items: list[tuple[int, ChangeSet, int | None]]) -> None:
+        h = self.health
+        h.batches += 1
+        h.stream_time = {p: e.stream_time for p, e in self.engines.items()}
+        totals: dict[str, int] = {}
+        for engine in self.engines.values():
+            for name, n in engine.counters.items():
+                totals[name] = totals.get(name, 0) + n
+        h.events, h.counted = totals.get("received", 0), totals.get("counted", 0)
+        h.rejected = {k: v for k, v in totals.items() if k not in ("received", "counted")}
+
+    # -------------------------------------------------------------- failures
+
+    def _store_failed(self, exc: Exception) -> None:
+        """The batch did not commit: the engines are ahead of the store. Throw them away and
+        come back exactly as a restarted worker would: state and offsets from the store."""
+        self.health.store_ok = False
+        self.health.last_error = str(exc)
+        log.error("commit to the store failed, will restore from it and replay: %s", exc)
+        owned = list(self.engines)
+        offsets = self._retry("restoring partitions after a failed commit",
+                              lambda: self._restore(owned))
+        self.source.rewind(offsets)
+        self.health.store_ok = True
+        log.info("recovered partitions %s from the store; replaying from %s", owned, offsets)
+
+    def _update_cache(self, items: list[tuple[int, ChangeSet, int | None]]) -> None:
+        if self.cache is None or self._cache_stale:
+            return
+        try:
+            for partition, changes, _ in items:
+                self.cache.apply(partition, changes)
+            self.health.cache_ok = True
+        except SessionizeError as exc:
+            self._cache_stale = True
+            self.health.cache_ok = False
+            self.health.last_error = str(exc)
+            log.error("cache write failed; it will be rebuilt from the store: %s", exc)
+
+    def _rebuild_cache(self, partitions: list[int]) -> None:
+        if self.cache is None:
+            return
+        try:
+            for p in partitions:
+                self.cache.rebuild_partition(p, self.store.open_sessions_of_partition(p),
+                                             self.store.stream_time_of(p))
+        except SessionizeError as exc:
+            self._cache_stale = True
+            self.health.cache_ok = False
+            self.health.last_error = str(exc)
+            return
+        self._cache_stale = False
+        self.health.cache_ok = True
+        log.info("cache rebuilt from the store for partitions %s", partitions)
+
+    def _retry(self, what: str, action: Callable[[], Any]) -> Any:
+        """Run ``action`` until it succeeds, backing off exponentially; never skip, never drop."""
+        delay = 0.2
+        while True:
+            try:
+                return action()
+            except SessionizeError as exc:
+                self.health.store_ok = False
+                self.health.last_error = f"{what}: {exc}"
+                log.warning("%s failed, retrying in %.1f s: %s", what, delay, exc)
+                if self._stop.wait(delay):
+                    raise
+                delay = min(delay * 2, self.max_backoff)
+
+    # -------------------------------------------------------------- partitions
+
+    def _restore(self, partitions: list[int]) -> dict[int, int | None]:
+        offsets: dict[int, int | None] = {}
+        engines = {}
+        for p in partitions:
+            state, offset = self.store.load_partition(self.source.name, p)
+            engines[p] = (SessionEngine.restore(self.config, state, track_state=True) if state
+                          else SessionEngine(self.config, p, track_state=True))
+            offsets[p] = offset
+        self.engines.update(engines)
+        self.health.store_ok = True
+        return offsets
+
+    def _assigned(self, partitions: list[int]) -> dict[int, int | None]:
+        offsets = self._retry(f"restoring partitions {partitions}",
+                              lambda: self._restore(partitions))
+        self.health.partitions = sorted(self.engines)
+        self._rebuild_cache(partitions)
+        return offsets
+
+    def _revoked(self, partitions: list[int]) -> None:
+        for p in partitions:
+            self.engines.pop(p, None)
+        self.health.partitions = sorted(self.engines)
+
+    def _finish(self) -> None:
+        try:
+            self.source.close()
+        finally:
+            self._info.finished_at_ms = time.time_ns() // 1_000_000
+            self._info.counters = self.health.as_dict()
+            try:
+                self.store.finish_run(self.run_id, self._info)
+            except SessionizeError as exc:
+                log.warning("could not record the end of the run: %s", exc)
