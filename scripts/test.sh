@@ -8,7 +8,7 @@ BIN=.venv/bin
 echo "== ruff"
 $BIN/ruff check src tests
 
-if [ "${SESSIONIZE_NO_SERVICES:-}" != "1" ] && ls tests/integration/test_*.py >/dev/null 2>&1; then
+if [ "${SESSIONIZE_NO_SERVICES:-}" != "1" ]; then
   echo "== services"
   started=$(scripts/services.sh status | grep -c running || true)
   scripts/services.sh up

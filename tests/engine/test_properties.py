@@ -223,12 +223,12 @@ class DeltaStore:
     def apply(self, delta) -> None:
         for sid in delta.removed:
             self.sessions.pop(sid, None)
-        for st in delta.sessions:
-            self.sessions[st["sid"]] = json.loads(json.dumps(st))
+        for state in delta.sessions:
+            self.sessions[state["sid"]] = json.loads(json.dumps(state))
         for key in delta.unsealed:
             self.sealed.pop(key, None)
-        for st in delta.sealed:
-            self.sealed[st["key"]] = json.loads(json.dumps(st))
+        for state in delta.sealed:
+            self.sealed[state["key"]] = json.loads(json.dumps(state))
         self.scalars = json.loads(json.dumps(delta.partition))
 
     def state(self) -> dict:

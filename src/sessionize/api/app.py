@@ -128,7 +128,9 @@ def _add_session_routes(app: FastAPI, queries: SessionQueries) -> None:
                  "detail": f"{type(exc).__name__}: {exc}"},
                 status_code=503,
             )
-        return OrjsonResponse({"status": "ok", **info})
+        ok = info.get("ok", True)
+        return OrjsonResponse({**info, "status": "ok" if ok else "degraded"},
+                              status_code=200 if ok else 503)
 
     @app.get("/users/{key:path}/sessions/active", summary="A user's open and inactive sessions",
              description=KEY_NOTE)

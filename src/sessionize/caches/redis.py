@@ -36,6 +36,9 @@ with the defaults) loses its open sessions from the cache, while the store still
 GT): a late event that updates an old session must not shorten the life of a newer one. With
 unbounded grace nothing closes before the end of input, so the TTL is ``unbounded_ttl_ms``
 (7 days) after the key's last write.
+
+Standalone Redis (or a primary with replicas): a batch's transaction spans many keys and the
+rebuild script derives hash names from set members, neither of which Redis Cluster allows.
 """
 
 from __future__ import annotations

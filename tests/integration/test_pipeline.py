@@ -1,0 +1,233 @@
+"""Kafka -> engine -> PostgreSQL + Redis, against real servers: end to end, kill -9, rebalance,
+outages. The expected result is always the engine run directly over what the topic holds, per
+partition in offset order: an uninterrupted, in-memory run of the same input."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from sessionize.caches.redis import RedisCache
+from sessionize.decode.fields import FieldMap, RecordDecoder
+from sessionize.engine import Event, SessionEngine
+from sessionize.produce import Disorder, produce
+from sessionize.settings import load_settings
+from sessionize.sources import open_source
+from sessionize.sources.kafka import KafkaSource
+from sessionize.stores.postgres import PostgresStore
+from tests.conftest import DATA, REPO
+from tests.integration.conftest import wait_until
+
+REES46 = DATA / "rees46-multicategory" / "2019-Oct_head5000.csv"
+NASA = DATA / "nasa-http-19950801" / "nasa_19950801.tsv"
+SERVICES = str(REPO / "scripts" / "services.sh")
+
+WORKER_TOML = """
+[session]
+gap = "30m"
+grace = "{grace}"
+[metrics]
+page_view_types = ["view", "GET"]
+conversion_types = ["purchase"]
+[kafka.consumer]
+"session.timeout.ms" = 6000
+"""
+
+
+@pytest.fixture
+def cfg_file(tmp_path) -> Path:
+    p = tmp_path / "worker.toml"
+    p.write_text(WORKER_TOML.format(grace="1h"))
+    return p
+
+
+def publish(kafka: str, topic: str, data: Path, example: str, **disorder) -> int:
+    settings = load_settings(REPO / "examples" / example, env={})
+    source = open_source(data, settings.input.format, settings.input.fields,
+                         **({"delimiter": "\t"} if data.suffix == ".tsv" else {}))
+    counts = produce(source, kafka, topic, 4, Disorder(**disorder))
+    return counts["total"]
+
+
+def worker_args(kafka, topic, group, pg_url, redis_url, cfg, *extra) -> list[str]:
+    return ["--source", f"kafka://{kafka}/{topic}", "--group", group, "--store", pg_url,
+            "--cache", redis_url, "--config", str(cfg), "--until-idle", "8",
+            "--batch-size", "300", *extra]
+
+
+# ------------------------------------------------------------------ the expected result
+
+def topic_records(kafka: str, topic: str) -> dict[int, list]:
+    """Every record of the topic, per partition, in offset order."""
+    c = Consumer({"bootstrap.servers": kafka, "group.id": "reference", "enable.auto.commit": False})
+    out: dict[int, list] = {}
+    try:
+        for p in range(4):
+            tp = TopicPartition(topic, p, 0)
+            _, high = c.get_watermark_offsets(tp, timeout=10)
+            c.assign([tp])
+            msgs: list = []
+            while len(msgs) < high:
+                msgs += [m for m in c.consume(1000, 2) if not m.error()]
+            out[p] = msgs
+    finally:
+        c.close()
+    return out
+
+
+def reference(kafka: str, topic: str, cfg: Path) -> tuple[dict[str, dict], set[tuple]]:
+    """The engine over the topic's records: every session (final or still open) and every
+    rejection, exactly as an uninterrupted worker must leave them."""
+    config = load_settings(cfg, env={}).engine
+    decoder = RecordDecoder(FieldMap())
+    sessions: dict[str, dict] = {}
+    rejected: set[tuple] = set()
+    for p, msgs in topic_records(kafka, topic).items():
+        engine = SessionEngine(config, p)
+        items = [KafkaSource._decode(decoder, m.value(), p, m.offset(), m.timestamp()[1])
+                 for m in msgs]
+        engine.reject(it for it in items if not isinstance(it, Event))
+        ch = engine.process([it for it in items if isinstance(it, Event)])
+        for rec in ch.finals + engine.open_sessions():
+            sessions[rec["session_id"]] = rec
+        rejected |= {(p, r.offset, r.reason.value) for r in ch.rejections}
+    return sessions, rejected
+
+
+def stored(pg_url: str) -> tuple[dict[str, dict], set[tuple]]:
+    store = PostgresStore(pg_url)
+    try:
+        sessions = {r["session_id"]: r for r in store.all_sessions()}
+    finally:
+        store.close()
+    with psycopg.connect(pg_url) as conn:
+        rejected = set(conn.execute(
+            'SELECT "partition", "offset", reason FROM rejected_events').fetchall())
+    return sessions, rejected
+
+
+def assert_same_as_reference(pg_url: str, redis_url: str, want: tuple) -> None:
+    want_sessions, want_rejected = want
+    got_sessions, got_rejected = stored(pg_url)
+    assert set(got_sessions) == set(want_sessions)  # same session ids: nothing lost or doubled
+    for sid, rec in want_sessions.items():
+        got = {k: got_sessions[sid].get(k) for k in rec}
+        assert got == rec, sid  # every field
+    assert got_rejected == want_rejected
+    # Redis holds exactly the sessions that are still open (or inactive), per user
+    cache = RedisCache(redis_url, max_gap_ms=30 * 60_000, grace_ms=3_600_000)
+    try:
+        open_by_key: dict[str, set[str]] = defaultdict(set)
+        for rec in want_sessions.values():
+            if rec["status"] != "closed":
+                open_by_key[rec["key"]].add(rec["session_id"])
+        for key in {r["key"] for r in want_sessions.values()}:
+            cached = cache.active_sessions(key)
+            assert {r["session_id"] for r in cached} == open_by_key.get(key, set()), key
+            for r in cached:
+                assert r["status"] == want_sessions[r["session_id"]]["status"]
+    finally:
+        cache.close()
+
+
+def committed(pg_url: str) -> int:
+    """Records committed so far (sum of stored next offsets)."""
+    try:
+        with psycopg.connect(pg_url, connect_timeout=2) as conn:
+            row = conn.execute("SELECT COALESCE(SUM(next_offset), 0) FROM engine_partitions").fetchone()
+            return int(row[0])
+    except psycopg.Error:
+        return 0
+
+
+# ------------------------------------------------------------------ tests
+
+def test_end_to_end_disordered_real_data(kafka, topic, pg_url, redis_url, cfg_file, workers):
+    total = publish(kafka, topic, REES46, "rees46.toml", shuffle_within_ms=600_000,
+                    late_fraction=0.02, late_by_ms=2 * 3_600_000)
+    w = workers("solo", worker_args(kafka, topic, "g-solo", pg_url, redis_url, cfg_file)).start()
+    assert w.wait(120) == 0, w.tail()
+    assert committed(pg_url) == total
+    want = reference(kafka, topic, cfg_file)
+    assert len(want[1]) > 0, "the disorder should make some events late"
+    assert {r for _, _, r in want[1]} == {"late"}
+    statuses = {r["status"] for r in want[0].values()}
+    assert {"closed", "open"} <= statuses or {"closed", "inactive"} <= statuses
+    assert_same_as_reference(pg_url, redis_url, want)
+    counted = sum(r["event_count"] for r in want[0].values())
+    assert counted + len(want[1]) == total
+
+
+def test_kill_9_at_random_points_then_restart(kafka, topic, pg_url, redis_url, cfg_file, workers):
+    total = publish(kafka, topic, NASA, "nasa.toml", shuffle_within_ms=300_000,
+                    late_fraction=0.01, late_by_ms=3 * 3_600_000)
+    rng = random.Random(7)
+    kill_points = sorted(rng.sample(range(total // 10, total * 9 // 10), 3))
+    args = worker_args(kafka, topic, "g-crash", pg_url, redis_url, cfg_file,
+                       "--instance-id", "crash-worker", "--batch-size", "100")
+    for n, point in enumerate(kill_points):
+        w = workers(f"crash{n}", args).start()
+        wait_until(lambda p=point: committed(pg_url) >= p, 120, f"{point} records committed",
+                   interval=0.01)
+        w.kill9()
+        assert committed(pg_url) < total, "killed too late to be a mid-stream crash"
+    w = workers("final", args).start()
+    assert w.wait(180) == 0, w.tail()
+    assert committed(pg_url) == total
+    assert_same_as_reference(pg_url, redis_url, reference(kafka, topic, cfg_file))
+
+
+def test_rebalance_survivor_takes_over(kafka, topic, pg_url, redis_url, cfg_file, workers):
+    total = publish(kafka, topic, NASA, "nasa.toml", shuffle_within_ms=300_000)
+    a = workers("a", worker_args(kafka, topic, "g-rebal", pg_url, redis_url, cfg_file,
+                                 "--batch-size", "100")).start()
+    b = workers("b", worker_args(kafka, topic, "g-rebal", pg_url, redis_url, cfg_file,
+                                 "--batch-size", "100")).start()
+    wait_until(lambda: committed(pg_url) >= total // 3, 120, "a third committed", interval=0.01)
+    b.kill9()
+    assert committed(pg_url) < total, "killed too late to be a mid-stream crash"
+    assert a.wait(240) == 0, a.tail()
+    assert committed(pg_url) == total
+    assert_same_as_reference(pg_url, redis_url, reference(kafka, topic, cfg_file))
+
+
+def split_file(src: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The file's rows in two halves, each with the header: published one after the other."""
+    header, *rows = src.read_text().splitlines(keepends=True)
+    half = len(rows) // 2
+    first, second = tmp_path / f"first{src.suffix}", tmp_path / f"second{src.suffix}"
+    first.write_text(header + "".join(rows[:half]))
+    second.write_text(header + "".join(rows[half:]))
+    return first, second
+
+
+@pytest.mark.parametrize("service", ["pg", "redis"])
+def test_outage_of_a_store_loses_nothing(service, kafka, topic, pg_url, redis_url, cfg_file,
+                                         workers, tmp_path):
+    """The first half is processed; the store goes down; the second half arrives during the
+    outage; the store comes back: the result is exactly the uninterrupted one."""
+    first, second = split_file(NASA, tmp_path)
+    n_first = publish(kafka, topic, first, "nasa.toml", shuffle_within_ms=300_000)
+    w = workers(f"outage-{service}", worker_args(kafka, topic, f"g-out-{service}", pg_url,
+                                                 redis_url, cfg_file, "--until-idle", "15"))
+    w.start()
+    wait_until(lambda: committed(pg_url) >= n_first, 120, "the first half committed")
+    subprocess.run([SERVICES, "down", service], check=True, timeout=120)
+    try:
+        total = n_first + publish(kafka, topic, second, "nasa.toml", shuffle_within_ms=300_000)
+        time.sleep(6)  # the worker meets the outage: commits (or cache writes) fail meanwhile
+        assert w.proc.poll() is None, "the worker must wait out the outage, not exit"
+    finally:
+        subprocess.run([SERVICES, "up", service], check=True, timeout=120)
+    assert w.wait(240) == 0, w.tail()
+    log = w.tail()
+    assert ("retrying" in log) if service == "pg" else ("rebuilt" in log), log
+    assert committed(pg_url) == total
+    assert_same_as_reference(pg_url, redis_url, reference(kafka, topic, cfg_file))
