@@ -373,3 +373,21 @@ def test_seals_are_forgotten_after_their_retention_for_keys_with_nothing_open():
     engine.process([ev("x", 111)])
     assert "a" not in engine._sealed
     assert "x" in engine._sealed  # x's newer seal stays
+
+
+def test_dedup_with_events_that_have_no_event_id():
+    engine = SessionEngine(EngineConfig(gap_ms=1, grace_ms=0, dedup=True))
+    ch = engine.process([Event("u", 0), Event("u", 100), Event("u", 100)])
+    assert ch.counted == 3 and [f["event_count"] for f in ch.finals] == [1]
+
+
+def test_restored_engine_forgets_seals_exactly_when_the_live_one_does():
+    import json
+    cfg = EngineConfig(gap_ms=10, grace_ms=0, seal_retention_ms=30)
+    live = SessionEngine(cfg, track_state=True)
+    live.process([ev("a", 0), ev("b", 50)])
+    restored = SessionEngine.restore(cfg, json.loads(json.dumps(live.snapshot())),
+                                     track_state=True)
+    for t in (60, 75, 90, 200):
+        a, b = live.process([ev("c", t)]), restored.process([ev("c", t)])
+        assert a.state.unsealed == b.state.unsealed and set(live._sealed) == set(restored._sealed)

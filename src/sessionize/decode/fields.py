@@ -51,6 +51,8 @@ class RecordDecoder:
     def decode(self, rec: Mapping[str, Any], offset: int | None, raw: Any) -> Event | Rejection:
         f = self.fields
         key = _joined(rec, f.key)
+        if key is not None and "\x00" in key:
+            return Rejection(Reason.MALFORMED, raw, "the key contains a NUL character", offset)
         if len(f.ts) == 1:
             ts_value = rec.get(f.ts[0])
         else:

@@ -117,8 +117,7 @@ class SessionEngine:
         if timeout is not None and idle_ms >= timeout and self._idle_base is not None:
             target = self._idle_base + idle_ms
             if self.stream_time is None or target > self.stream_time:
-                self.stream_time = target
-                self._close_due()
+                self._advance(target)
         return self._drain()
 
     def open_sessions(self) -> list[dict[str, Any]]:
@@ -197,9 +196,7 @@ class SessionEngine:
         self.counters["counted"] += 1
         self._batch_counted += 1
         if T is None or ts > T:
-            self.stream_time = ts
-            if self._closing and self._closing[0][0] < ts:
-                self._close_due()
+            self._advance(ts)
 
     def _candidates(self, ev: Event, gap: int, sessions: list[Session],
                     sealed: Session | None) -> list[Session]:
@@ -246,6 +243,15 @@ class SessionEngine:
             self._retracted.append(gone.sid)
             self._retracted_keys.append(gone.key)
 
+    def _advance(self, T: int) -> None:
+        """Stream time moves to ``T``: close what is due, forget seals past their retention.
+        Both checks are one comparison when nothing is due."""
+        self.stream_time = T
+        if self._closing and self._closing[0][0] < T:
+            self._close_due()
+        if self._unseal and self._unseal[0][0] < T - (self.config.grace_ms or 0):
+            self._unseal_due(T)
+
     def _close_due(self) -> None:
         """Close every session that no acceptable event can touch any more (§3)."""
         T = self.stream_time
@@ -267,15 +273,14 @@ class SessionEngine:
         due.sort(key=_by_start_then_created)
         for s in due:
             self._close(s)
-        self._unseal_due(T)
 
     def _close(self, s: Session) -> None:
         sessions = self._open[s.key]
         sessions.remove(s)
         if not sessions:
             del self._open[s.key]
-        if self.config.dedup and s.event_ids:
-            ids = self._ids[s.key]
+        ids = self._ids.get(s.key) if self.config.dedup else None
+        if ids is not None and s.event_ids:
             ids.difference_update(e[2] for e in s.event_ids)
             if not ids:
                 del self._ids[s.key]

@@ -98,7 +98,9 @@ MIGRATIONS: list[list[str]] = [
         )""",
         'CREATE INDEX sessions_key_start ON sessions ("key", start_ms, session_id)',
         "CREATE INDEX sessions_start ON sessions (start_ms)",
-        "CREATE INDEX sessions_unclosed ON sessions (status) WHERE status <> 'closed'",
+        # open and inactive rows by partition: a cache rebuild reads exactly these
+        'CREATE INDEX sessions_unclosed ON sessions ("partition", status) '
+        "WHERE status <> 'closed'",
         """CREATE TABLE rejected_events (
             id bigserial PRIMARY KEY,
             run_id bigint,
@@ -277,9 +279,10 @@ class PostgresStore:
     """
 
     def __init__(self, dsn: str, *, connect_timeout: float = 5, max_readers: int = 8) -> None:
-        self._dsn = dsn
+        self.dsn = dsn  # may hold a password: never printed, ``where`` is what messages show
         self._timeout = connect_timeout
-        self.where = _describe(dsn)
+        self.where, given = _describe(dsn)
+        self._defaults = {} if "application_name" in given else {"application_name": "sessionize"}
         self._lock = threading.Lock()  # the writer connection
         self._pool_lock = threading.Lock()
         self._idle: list[psycopg.Connection] = []
@@ -302,9 +305,8 @@ class PostgresStore:
         """A new autocommit connection with orjson for jsonb, or a StoreError saying where."""
         try:
             conn = psycopg.connect(
-                self._dsn, autocommit=True,
-                connect_timeout=max(1, math.ceil(self._timeout)),
-                application_name="sessionize",
+                self.dsn, autocommit=True, connect_timeout=max(1, math.ceil(self._timeout)),
+                **self._defaults,
             )
         except psycopg.Error as exc:
             raise StoreError(
@@ -374,7 +376,10 @@ class PostgresStore:
                 if self._closed:
                     raise StoreError(f"the PostgreSQL store at {self.where} is closed")
                 reused = self._writer is not None
-                conn = self._writer_connection()
+                try:
+                    conn = self._writer_connection()
+                except StoreError as exc:
+                    raise StoreError(f"{what} failed, nothing of it was written: {exc}") from None
                 try:
                     with conn.transaction():
                         return work(conn)
@@ -386,6 +391,12 @@ class PostgresStore:
                         conn.close()
                         if attempt == 1 and reused and isinstance(exc, psycopg.OperationalError):
                             continue
+                        raise StoreError(
+                            f"{what} failed: the connection to PostgreSQL at {self.where} was "
+                            f"lost ({_one_line(exc)}). The transaction was rolled back, unless "
+                            "its commit had already reached the server; replaying the same "
+                            "batch is safe either way (every write is idempotent)."
+                        ) from exc
                     raise StoreError(
                         f"{what} failed and was rolled back, nothing of it was written to "
                         f"PostgreSQL at {self.where}: {type(exc).__name__}: {_one_line(exc)}"
@@ -578,6 +589,10 @@ class PostgresStore:
         """Records of the partition's open and inactive sessions, oldest first (for a cache)."""
         return [session_record(r) for r in self._query(_OPEN_OF_PARTITION, (partition,))]
 
+    def all_sessions(self) -> list[dict[str, Any]]:
+        """Every session record (status derived as for the API): exports and tests."""
+        return [session_record(r) for r in self._query(_SELECT_SESSIONS + "ORDER BY s.session_id")]
+
     def stream_time_of(self, partition: int) -> int | None:
         rows = self._query('SELECT stream_time_ms FROM partitions WHERE "partition" = %s',
                            (partition,))
@@ -744,8 +759,9 @@ def _text_safe(row: tuple[Any, ...]) -> tuple[Any, ...]:
                  for v in row)
 
 
-def _describe(dsn: str) -> str:
-    """``host:port/database`` of a DSN (never its password), or a StoreError if it is none."""
+def _describe(dsn: str) -> tuple[str, dict[str, Any]]:
+    """``host:port/database`` of a DSN (never its password) and its parameters, or a StoreError
+    if it is no DSN."""
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
@@ -756,7 +772,7 @@ def _describe(dsn: str) -> str:
     host = str(params.get("host") or params.get("hostaddr") or "localhost")
     port = str(params.get("port") or "5432")
     db = params.get("dbname") or params.get("user") or ""
-    return f"{host}:{port}/{db}"
+    return f"{host}:{port}/{db}", params
 
 
 def _redact(dsn: str) -> str:
