@@ -163,6 +163,36 @@ def test_end_to_end_disordered_real_data(kafka, topic, pg_url, redis_url, cfg_fi
     assert_same_as_reference(pg_url, redis_url, want)
     counted = sum(r["event_count"] for r in want[0].values())
     assert counted + len(want[1]) == total
+    check_api(pg_url, redis_url, want[0])
+
+
+def check_api(pg_url: str, redis_url: str, sessions: dict[str, dict]) -> None:
+    """The API over the pipeline's stores: active sessions from Redis, history from PostgreSQL."""
+    from fastapi.testclient import TestClient
+
+    from sessionize.api.app import create_app
+    from sessionize.api.queries import CachedQueries
+
+    store = PostgresStore(pg_url)
+    cache = RedisCache(redis_url, max_gap_ms=30 * 60_000, grace_ms=3_600_000)
+    try:
+        client = TestClient(create_app(CachedQueries(store, cache, fallback=False)))
+        live = next(r for r in sessions.values() if r["status"] != "closed")
+        key = live["key"]
+        active = client.get(f"/users/{key}/sessions/active").json()["sessions"]
+        assert live["session_id"] in {r["session_id"] for r in active}
+        history = client.get(f"/users/{key}/sessions", params={"limit": 1000}).json()["sessions"]
+        assert {r["session_id"] for r in history} == {
+            r["session_id"] for r in sessions.values() if r["key"] == key}
+        assert client.get("/health").json()["status"] == "ok"
+        cache.clear()  # prove where each answer comes from
+        assert client.get(f"/users/{key}/sessions/active").json()["sessions"] == []
+        assert len(client.get(f"/users/{key}/sessions").json()["sessions"]) == len(history)
+        assert client.get(f"/sessions/{live['session_id']}").json()["event_count"] == \
+            live["event_count"]
+    finally:
+        cache.close()
+        store.close()
 
 
 def test_kill_9_at_random_points_then_restart(kafka, topic, pg_url, redis_url, cfg_file, workers):
