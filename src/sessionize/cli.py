@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--health-port", type=int, metavar="PORT",
                      help="Kafka: serve the worker's health at http://127.0.0.1:PORT/health")
     run.add_argument("--batch-size", type=int, default=5_000, help="Kafka: records per batch")
+    run.add_argument("--changelog-topic", metavar="TOPIC",
+                     help="Kafka: also publish session changes keyed by session_id "
+                          "(tombstones for merged-away sessions)")
+    run.add_argument("--dead-letter-topic", metavar="TOPIC",
+                     help="Kafka: also publish rejected events with their reason")
     _session_flags(run)
     _input_flags(run)
     run.add_argument("--output", "-o", metavar="FILE", help="also write final sessions as JSONL")
@@ -221,11 +226,16 @@ def run_kafka(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bootstrap, topic = parse_kafka_url(args.source)
     store, cache = open_store(settings), open_cache(settings)
+    changelog = None
+    if args.changelog_topic or args.dead_letter_topic:
+        from sessionize.changelog import KafkaChangelog
+
+        changelog = KafkaChangelog(bootstrap, args.changelog_topic, args.dead_letter_topic)
     worker = StreamWorker(
         settings.engine, store, cache,
         lambda **cb: KafkaSource(bootstrap, topic, settings.kafka_group, settings.input.fields,
                                  extra=kafka_options(settings), **cb),
-        batch_size=args.batch_size, run_config=describe(settings))
+        batch_size=args.batch_size, run_config=describe(settings), changelog=changelog)
     if args.health_port:
         serve_health("127.0.0.1", args.health_port,
                      lambda: (worker.health.ok, worker.health.as_dict()))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sessionize.caches.base import SessionCache
+from sessionize.changelog import KafkaChangelog
 from sessionize.engine.config import EngineConfig
 from sessionize.engine.engine import ChangeSet, SessionEngine
 from sessionize.engine.event import Event
@@ -84,8 +85,10 @@ class StreamWorker:
     def __init__(self, config: EngineConfig, store: StreamStore, cache: SessionCache | None,
                  make_source: Callable[..., KafkaSource], *, batch_size: int = 5_000,
                  poll_timeout: float = 0.5, max_backoff: float = 10.0,
-                 run_config: dict[str, Any] | None = None) -> None:
+                 run_config: dict[str, Any] | None = None,
+                 changelog: KafkaChangelog | None = None) -> None:
         self.config = config
+        self.changelog = changelog
         self.store = store
         self.cache = cache
         self.batch_size = batch_size
@@ -138,6 +141,8 @@ class StreamWorker:
             return
         started = time.perf_counter()
         try:
+            if self.changelog is not None:  # before the commit: at-least-once, keyed
+                self.changelog.publish(items)
             self.store.apply_batch(self.run_id, self.source.name, items)
         except SessionizeError as exc:
             self._store_failed(exc)

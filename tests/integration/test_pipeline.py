@@ -10,6 +10,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -64,12 +65,12 @@ def worker_args(kafka, topic, group, pg_url, redis_url, cfg, *extra) -> list[str
 
 # ------------------------------------------------------------------ the expected result
 
-def topic_records(kafka: str, topic: str) -> dict[int, list]:
+def topic_records(kafka: str, topic: str, partitions: int = 4) -> dict[int, list]:
     """Every record of the topic, per partition, in offset order."""
     c = Consumer({"bootstrap.servers": kafka, "group.id": "reference", "enable.auto.commit": False})
     out: dict[int, list] = {}
     try:
-        for p in range(4):
+        for p in range(partitions):
             tp = TopicPartition(topic, p, 0)
             _, high = c.get_watermark_offsets(tp, timeout=10)
             c.assign([tp])
@@ -261,3 +262,40 @@ def test_outage_of_a_store_loses_nothing(service, kafka, topic, pg_url, redis_ur
     assert ("retrying" in log) if service == "pg" else ("rebuilt" in log), log
     assert committed(pg_url) == total
     assert_same_as_reference(pg_url, redis_url, reference(kafka, topic, cfg_file))
+
+
+def test_changelog_and_dead_letter_topics_mirror_the_store(kafka, topic, pg_url, redis_url,
+                                                            cfg_file, workers, tmp_path):
+    """A late event bridges two sessions that were already published: the compacted changelog
+    converges to the sessions table (with a tombstone for the merged-away one), and every
+    rejection is on the dead-letter topic."""
+    m = 60_000
+    lines = [{"user_id": "bridge", "ts": 0}, {"user_id": "bridge", "ts": 40 * m},
+             {"user_id": "bridge", "ts": 20 * m}, {"user_id": "bridge", "ts": 200 * m},
+             {"user_id": "bridge", "ts": 5 * m}, {"ts": 201 * m}]  # late; no key
+    events = tmp_path / "bridge.jsonl"
+    events.write_bytes(b"\n".join(orjson.dumps(x) for x in lines) + b"\nnot json\n")
+    produce(open_source(events), kafka, topic, 4)
+    log_topic, dlq = f"{topic}-sessions", f"{topic}-dead"
+    w = workers("changelog", worker_args(kafka, topic, "g-log", pg_url, redis_url, cfg_file,
+                                         "--changelog-topic", log_topic,
+                                         "--dead-letter-topic", dlq, "--batch-size", "1")).start()
+    assert w.wait(120) == 0, w.tail()
+    assert committed(pg_url) == len(lines) + 1
+    compacted: dict[str, dict | None] = {}
+    for msgs in topic_records(kafka, log_topic, partitions=1).values():
+        for msg in msgs:
+            compacted[msg.key().decode()] = None if msg.value() is None else orjson.loads(msg.value())
+    live = {sid: rec for sid, rec in compacted.items() if rec is not None}
+    sessions, rejected = stored(pg_url)
+    assert set(live) == set(sessions)
+    for sid, rec in live.items():
+        assert {k: rec[k] for k in ("key", "start", "end", "event_count")} == \
+            {k: sessions[sid][k] for k in ("key", "start", "end", "event_count")}
+    assert sorted((r["key"], r["event_count"]) for r in live.values()) == [("bridge", 1),
+                                                                            ("bridge", 3)]
+    assert list(compacted.values()).count(None) == 1  # the session [40m] merged away
+    dead = [orjson.loads(msg.value()) for ms in topic_records(kafka, dlq, partitions=1).values()
+            for msg in ms]
+    assert {(d["partition"], d["offset"], d["reason"]) for d in dead} == rejected
+    assert sorted(d["reason"] for d in dead) == ["late", "malformed", "no_key"]
