@@ -176,6 +176,9 @@ class StreamWorker:
         offsets = self._retry("restoring partitions after a failed commit",
                               lambda: self._restore(owned))
         self.source.rewind(offsets)
+        # the failed commit may in fact have landed (a reply lost with the connection): the
+        # store is the truth either way, so the cache is rebuilt from it
+        self._cache_stale = True
         self.health.store_ok = True
         log.info("recovered partitions %s from the store; replaying from %s", owned, offsets)
 

@@ -229,6 +229,28 @@ def test_rebalance_survivor_takes_over(kafka, topic, pg_url, redis_url, cfg_file
     assert_same_as_reference(pg_url, redis_url, reference(kafka, topic, cfg_file))
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def unhealthy(port: int) -> dict | None:
+    """The worker's health document if it answers 503, else None."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+    except urllib.error.HTTPError as exc:
+        return orjson.loads(exc.read()) if exc.code == 503 else None
+    except OSError:
+        return None
+    return None
+
+
 def split_file(src: Path, tmp_path: Path) -> tuple[Path, Path]:
     """The file's rows in two halves, each with the header: published one after the other."""
     header, *rows = src.read_text().splitlines(keepends=True)
@@ -246,14 +268,19 @@ def test_outage_of_a_store_loses_nothing(service, kafka, topic, pg_url, redis_ur
     outage; the store comes back: the result is exactly the uninterrupted one."""
     first, second = split_file(NASA, tmp_path)
     n_first = publish(kafka, topic, first, "nasa.toml", shuffle_within_ms=300_000)
+    port = free_port()
     w = workers(f"outage-{service}", worker_args(kafka, topic, f"g-out-{service}", pg_url,
-                                                 redis_url, cfg_file, "--until-idle", "15"))
+                                                 redis_url, cfg_file, "--until-idle", "15",
+                                                 "--health-port", str(port)))
     w.start()
     wait_until(lambda: committed(pg_url) >= n_first, 120, "the first half committed")
     subprocess.run([SERVICES, "down", service], check=True, timeout=120)
     try:
         total = n_first + publish(kafka, topic, second, "nasa.toml", shuffle_within_ms=300_000)
-        time.sleep(6)  # the worker meets the outage: commits (or cache writes) fail meanwhile
+        # the worker meets the outage: commits (or cache writes) fail, and it says so
+        health = wait_until(lambda: unhealthy(port), 60, "the worker to report unhealthy")
+        assert health[service if service == "redis" else "postgres"] is False
+        time.sleep(2)
         assert w.proc.poll() is None, "the worker must wait out the outage, not exit"
     finally:
         subprocess.run([SERVICES, "up", service], check=True, timeout=120)
