@@ -97,6 +97,7 @@ class StreamWorker:
         self.health = Health()
         self.engines: dict[int, SessionEngine] = {}
         self._cache_stale = False
+        self._last_seen: dict[int, float] = {}  # monotonic time of each partition's last record
         self._stop = threading.Event()
         self.source = make_source(on_assign=self._assigned, on_revoke=self._revoked)
         self._info = RunInfo(source=self.source.name, config=run_config or {},
@@ -116,12 +117,17 @@ class StreamWorker:
             while not self._stop.is_set():
                 batch = self.source.poll(self.batch_size, self.poll_timeout)
                 self.health.kafka_ok = self.source.last_error is None
+                now = time.monotonic()
+                for p in batch:
+                    self._last_seen[p] = now
                 if batch:
-                    last_data = time.monotonic()
+                    last_data = now
                     self._process(batch)
                     self.health.lag = self.source.lag()
-                elif until_idle is not None and time.monotonic() - last_data > until_idle:
+                elif until_idle is not None and now - last_data > until_idle:
                     break
+                if self.config.idle_timeout_ms is not None:
+                    self._advance_idle(now)
                 if self._cache_stale:
                     self._rebuild_cache(list(self.engines))
         finally:
@@ -152,6 +158,26 @@ class StreamWorker:
         self._update_cache(items)
         self.source.commit_async({p: off for p, _, off in items if off is not None})
         self._count(items)
+
+    def _advance_idle(self, now: float) -> None:
+        """Idle close (SEMANTICS.md §3, off by default): a partition that received nothing for
+        ``idle_timeout`` of wall-clock time has its stream time moved on by the idle time, so
+        quiet streams still close sessions. The engine reads no clock: the wall time is ours."""
+        timeout_s = (self.config.idle_timeout_ms or 0) / 1000
+        items: list[tuple[int, ChangeSet, int | None]] = []
+        for p, engine in self.engines.items():
+            idle = now - self._last_seen.setdefault(p, now)
+            if idle >= timeout_s:
+                changes = engine.advance_idle(int(idle * 1000))
+                if changes:
+                    items.append((p, changes, None))
+        if items:
+            try:
+                self.store.apply_batch(self.run_id, self.source.name, items)
+            except SessionizeError as exc:
+                self._store_failed(exc)
+                return
+            self._update_cache(items)
 
     def _count(self, items: list[tuple[int, ChangeSet, int | None]]) -> None:
         h = self.health

@@ -326,3 +326,25 @@ def test_changelog_and_dead_letter_topics_mirror_the_store(kafka, topic, pg_url,
             for msg in ms]
     assert {(d["partition"], d["offset"], d["reason"]) for d in dead} == rejected
     assert sorted(d["reason"] for d in dead) == ["late", "malformed", "no_key"]
+
+
+def test_idle_close_closes_sessions_of_a_quiet_partition(kafka, topic, pg_url, redis_url,
+                                                         workers, tmp_path):
+    """With idle_timeout, wall-clock quiet moves stream time on: sessions close with no more
+    input. Without it (the default, pure event time) they stay open: the first test shows."""
+    cfg = tmp_path / "idle.toml"
+    cfg.write_text('[session]\ngap = "1s"\ngrace = "0s"\nidle_timeout = "1s"\n'
+                   '[kafka.consumer]\n"session.timeout.ms" = 6000\n')
+    events = tmp_path / "quiet.jsonl"
+    events.write_bytes(b"".join(orjson.dumps({"user_id": f"u{i % 3}", "ts": 1_000 * i}) + b"\n"
+                                for i in range(6)))
+    produce(open_source(events), kafka, topic, 4)
+    w = workers("idle", worker_args(kafka, topic, "g-idle", pg_url, redis_url, cfg)).start()
+    assert w.wait(120) == 0, w.tail()
+    sessions, _ = stored(pg_url)
+    assert len(sessions) == 6 and {s["status"] for s in sessions.values()} == {"closed"}
+    cache = RedisCache(redis_url, max_gap_ms=1_000, grace_ms=0)
+    try:
+        assert all(cache.active_sessions(f"u{i}") == [] for i in range(3))
+    finally:
+        cache.close()
