@@ -1,0 +1,317 @@
+//! `sessionize_core`: the compiled session engine behind `sessionize.engine.fast.FastEngine`.
+//!
+//! One `Core` per partition. Events go in as batches of NumPy columns of integer codes (the
+//! Python wrapper keeps the string dictionaries and hands the key strings over incrementally,
+//! so that session ids can be hashed here); the batch's net changes come back as a dict of
+//! NumPy columns. The GIL is released while a batch is processed.
+
+mod engine;
+mod path;
+mod queue;
+mod sid;
+mod stamp;
+
+use numpy::{IntoPyArray, PyReadonlyArray1};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+
+use engine::{Batch, Cols, Config, Engine, Output};
+
+#[pyclass(module = "sessionize_core")]
+struct Core {
+    eng: Engine,
+    partition: i64,
+    gap: i64,
+    grace: Option<i64>,
+    key_bytes: Vec<u8>,
+    key_offsets: Vec<u64>,
+}
+
+const LIMIT: i64 = 1 << 60;
+
+fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &str) -> PyResult<&'a [T]> {
+    a.as_slice().map_err(|_| PyValueError::new_err(format!("column {name} must be C-contiguous")))
+}
+
+#[pymethods]
+impl Core {
+    #[new]
+    #[pyo3(signature = (partition, gap_ms, grace_ms, seal_retention_ms, path_cap, track_event_ids))]
+    fn new(
+        partition: i64,
+        gap_ms: i64,
+        grace_ms: Option<i64>,
+        seal_retention_ms: i64,
+        path_cap: usize,
+        track_event_ids: bool,
+    ) -> PyResult<Core> {
+        if !(0 < gap_ms && gap_ms < LIMIT) {
+            return Err(PyValueError::new_err("gap_ms must be in (0, 2^60)"));
+        }
+        if let Some(g) = grace_ms {
+            if !(0..LIMIT).contains(&g) {
+                return Err(PyValueError::new_err("grace_ms must be in [0, 2^60)"));
+            }
+        }
+        if !(0..LIMIT).contains(&seal_retention_ms) {
+            return Err(PyValueError::new_err("seal_retention_ms must be in [0, 2^60)"));
+        }
+        if path_cap > u16::MAX as usize {
+            return Err(PyValueError::new_err("path_cap must be at most 65535"));
+        }
+        let eng = Engine::new(Config {
+            gap: gap_ms,
+            grace: grace_ms,
+            retention: seal_retention_ms,
+            path_cap,
+            track_ids: track_event_ids,
+        });
+        Ok(Core { eng, partition, gap: gap_ms, grace: grace_ms, key_bytes: Vec::new(), key_offsets: vec![0] })
+    }
+
+    /// Append key strings: the next codes are len(previous)..; Rust hashes session ids from them.
+    fn add_keys(&mut self, keys: Vec<String>) {
+        for k in &keys {
+            self.key_bytes.extend_from_slice(k.as_bytes());
+            self.key_offsets.push(self.key_bytes.len() as u64);
+        }
+        self.eng.add_keys(keys.len());
+    }
+
+    /// Append event types: one byte of flags each (1 = page view, 2 = conversion).
+    fn add_types(&mut self, flags: Vec<u8>) {
+        self.eng.add_types(&flags);
+    }
+
+    #[getter]
+    fn n_keys(&self) -> usize {
+        self.eng.n_keys()
+    }
+
+    #[getter]
+    fn n_types(&self) -> usize {
+        self.eng.n_types()
+    }
+
+    /// Sessionize one batch, in arrival order; returns its net changes (a dict of columns).
+    #[pyo3(signature = (key, ts, typ, page, referrer, campaign, ua, revenue, is_bot, event_ref=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn process<'py>(
+        &mut self,
+        py: Python<'py>,
+        key: PyReadonlyArray1<'py, i32>,
+        ts: PyReadonlyArray1<'py, i64>,
+        typ: PyReadonlyArray1<'py, i32>,
+        page: PyReadonlyArray1<'py, i32>,
+        referrer: PyReadonlyArray1<'py, i32>,
+        campaign: PyReadonlyArray1<'py, i32>,
+        ua: PyReadonlyArray1<'py, i32>,
+        revenue: PyReadonlyArray1<'py, f64>,
+        is_bot: PyReadonlyArray1<'py, bool>,
+        event_ref: Option<PyReadonlyArray1<'py, i32>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let ev_ref = match &event_ref {
+            Some(a) => Some(slice(a, "event_ids")?),
+            None => None,
+        };
+        let b = Batch {
+            key: slice(&key, "key")?,
+            ts: slice(&ts, "ts")?,
+            typ: slice(&typ, "type")?,
+            page: slice(&page, "page")?,
+            referrer: slice(&referrer, "referrer")?,
+            campaign: slice(&campaign, "campaign")?,
+            ua: slice(&ua, "user_agent")?,
+            revenue: slice(&revenue, "revenue")?,
+            is_bot: slice(&is_bot, "is_bot")?,
+            event_ref: ev_ref,
+        };
+        let n = b.key.len();
+        let lens = [b.ts.len(), b.typ.len(), b.page.len(), b.referrer.len(), b.campaign.len(), b.ua.len(),
+                    b.revenue.len(), b.is_bot.len(), ev_ref.map_or(n, |r| r.len())];
+        if lens.iter().any(|&l| l != n) {
+            return Err(PyValueError::new_err("all columns must have the same length"));
+        }
+        let (n_keys, n_types) = (self.eng.n_keys() as i64, self.eng.n_types() as i64);
+        if b.key.iter().any(|&k| k as i64 >= n_keys) {
+            return Err(PyValueError::new_err("a key code has no key string (add_keys first)"));
+        }
+        if b.typ.iter().any(|&t| t as i64 >= n_types) {
+            return Err(PyValueError::new_err("a type code has no type flags (add_types first)"));
+        }
+        if b.ts.iter().any(|&t| !(-stamp::TS_LIMIT..stamp::TS_LIMIT).contains(&t)) {
+            return Err(PyValueError::new_err("ts out of the supported range [-2^47, 2^47) ms"));
+        }
+        if self.eng.seq + n as u64 >= stamp::SEQ_LIMIT {
+            return Err(PyValueError::new_err("more than 2^48 events in one partition"));
+        }
+        let eng = &mut self.eng;
+        let out = py.detach(move || {
+            eng.process(&b);
+            eng.drain()
+        });
+        output_dict(py, out)
+    }
+
+    /// End of input: close every open session.
+    fn flush<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let eng = &mut self.eng;
+        let out = py.detach(move || {
+            eng.flush();
+            eng.drain()
+        });
+        output_dict(py, out)
+    }
+
+    /// Records of every open session (sorted by start, created), as columns.
+    fn open_records<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let cols = self.eng.open_records();
+        cols_dict(py, cols)
+    }
+
+    /// Session ids (32 hex digits each) of sessions given as (key code, created seq).
+    fn session_ids<'py>(
+        &self,
+        py: Python<'py>,
+        key: PyReadonlyArray1<'py, i32>,
+        created: PyReadonlyArray1<'py, u64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let hex = self.hex_ids(slice(&key, "key")?, slice(&created, "created")?)?;
+        let items = hex.chunks_exact(32).map(|h| {
+            // SAFETY-free: hex digits are ASCII
+            PyString::new(py, std::str::from_utf8(h).expect("ascii"))
+        });
+        PyList::new(py, items)
+    }
+
+    /// The same ids as one bytes object of 32 ASCII bytes each (for `np.frombuffer(.., "S32")`).
+    fn session_ids_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        key: PyReadonlyArray1<'py, i32>,
+        created: PyReadonlyArray1<'py, u64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let hex = self.hex_ids(slice(&key, "key")?, slice(&created, "created")?)?;
+        Ok(PyBytes::new(py, &hex))
+    }
+
+    #[getter]
+    fn stream_time(&self) -> Option<i64> {
+        self.eng.stream_time
+    }
+
+    #[getter]
+    fn seq(&self) -> u64 {
+        self.eng.seq
+    }
+
+    #[getter]
+    fn open_count(&self) -> usize {
+        self.eng.open
+    }
+
+    #[getter]
+    fn sealed_count(&self) -> usize {
+        self.eng.sealed_count
+    }
+
+    /// received, counted, late, no_key
+    fn counters(&self) -> (u64, u64, u64, u64) {
+        (self.eng.received, self.eng.counted, self.eng.late, self.eng.no_key)
+    }
+
+    /// Bytes held by the main structures (their capacities), by name.
+    fn memory<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (name, bytes) in self.eng.memory() {
+            d.set_item(name, bytes)?;
+        }
+        d.set_item("key_strings", self.key_bytes.capacity() + self.key_offsets.capacity() * 8)?;
+        Ok(d)
+    }
+
+    /// Path arena per size class: (steps per block, blocks, free blocks, capacity in steps).
+    fn path_stats(&self) -> Vec<(usize, usize, usize, usize)> {
+        self.eng.path_stats()
+    }
+
+    #[getter]
+    fn gap_ms(&self) -> i64 {
+        self.gap
+    }
+
+    #[getter]
+    fn grace_ms(&self) -> Option<i64> {
+        self.grace
+    }
+}
+
+impl Core {
+    fn hex_ids(&self, key: &[i32], created: &[u64]) -> PyResult<Vec<u8>> {
+        if key.len() != created.len() {
+            return Err(PyValueError::new_err("key and created must have the same length"));
+        }
+        let n_keys = self.key_offsets.len() - 1;
+        let mut out = vec![0u8; key.len() * 32];
+        let mut buf = Vec::with_capacity(64);
+        for (i, (&k, &c)) in key.iter().zip(created).enumerate() {
+            if k < 0 || k as usize >= n_keys {
+                return Err(PyValueError::new_err(format!("unknown key code {k}")));
+            }
+            let (lo, hi) = (self.key_offsets[k as usize] as usize, self.key_offsets[k as usize + 1] as usize);
+            sid::session_id_hex(&mut buf, self.partition, &self.key_bytes[lo..hi], c,
+                                (&mut out[i * 32..(i + 1) * 32]).try_into().expect("32 bytes"));
+        }
+        Ok(out)
+    }
+}
+
+fn cols_dict<'py>(py: Python<'py>, c: Cols) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("key", c.key.into_pyarray(py))?;
+    d.set_item("created", c.created.into_pyarray(py))?;
+    d.set_item("start", c.start.into_pyarray(py))?;
+    d.set_item("end", c.end.into_pyarray(py))?;
+    d.set_item("count", c.count.into_pyarray(py))?;
+    d.set_item("page_views", c.page_views.into_pyarray(py))?;
+    d.set_item("conversions", c.conversions.into_pyarray(py))?;
+    d.set_item("revenue", c.revenue.into_pyarray(py))?;
+    d.set_item("entry", c.entry.into_pyarray(py))?;
+    d.set_item("exit", c.exit.into_pyarray(py))?;
+    d.set_item("referrer", c.referrer.into_pyarray(py))?;
+    d.set_item("campaign", c.campaign.into_pyarray(py))?;
+    d.set_item("user_agent", c.user_agent.into_pyarray(py))?;
+    d.set_item("is_bot", c.is_bot.into_pyarray(py))?;
+    d.set_item("path_offsets", c.path_offsets.into_pyarray(py))?;
+    d.set_item("path", c.path.into_pyarray(py))?;
+    d.set_item("path_ms", c.path_ms.into_pyarray(py))?;
+    if !c.ids_offsets.is_empty() {
+        d.set_item("ids_offsets", c.ids_offsets.into_pyarray(py))?;
+        d.set_item("ids", c.ids.into_pyarray(py))?;
+    }
+    Ok(d)
+}
+
+fn output_dict<'py>(py: Python<'py>, o: Output) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("upserts", cols_dict(py, o.upserts)?)?;
+    d.set_item("finals", cols_dict(py, o.finals)?)?;
+    d.set_item("retracted_key", o.retracted_key.into_pyarray(py))?;
+    d.set_item("retracted_created", o.retracted_created.into_pyarray(py))?;
+    d.set_item("rej_index", o.rejections.index.into_pyarray(py))?;
+    d.set_item("rej_kind", o.rejections.kind.into_pyarray(py))?;
+    d.set_item("rej_a", o.rejections.a.into_pyarray(py))?;
+    d.set_item("rej_b", o.rejections.b.into_pyarray(py))?;
+    d.set_item("stream_time", o.stream_time)?;
+    d.set_item("counted", o.counted)?;
+    Ok(d)
+}
+
+#[pymodule]
+fn sessionize_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Core>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("SESSION_BYTES", std::mem::size_of::<engine::Session>())?;
+    Ok(())
+}

@@ -1,0 +1,472 @@
+"""FastEngine: the compiled session core (``rust/``, module ``sessionize_core``) behind the
+surface of SessionEngine.
+
+The pure-Python ``SessionEngine`` stays the reference: the tests feed both the same random
+streams and require identical ChangeSets. FastEngine covers a static gap with ``grace`` (or
+unbounded grace), seals, the metrics and the ids; a configuration that uses anything else
+(gap by type, max duration, midnight split, campaign split, dedup, future guard, idle close,
+state tracking) raises ConfigError, and so does a missing core raise ImportError: callers then
+use SessionEngine (``engine_for`` does that choice).
+
+Two ways in:
+
+- ``process(events)``: a list of Event, like SessionEngine (encodes per event; for tests and
+  small batches);
+- ``process_columns(key_codes, ts, ...)``: the fast path, one call per batch of NumPy columns of
+  integer codes from the engine's dictionaries (``engine.keys.encode(...)``, ``engine.types``,
+  ``engine.pages`` ...). It returns ColumnarChanges, the ChangeSet in columns; session ids and
+  dict records are made only when asked for (``.session_ids()``, ``.records()``,
+  ``.to_changeset()``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sessionize.engine.config import EngineConfig
+from sessionize.engine.engine import ChangeSet
+from sessionize.engine.event import Event, Reason, Rejection
+from sessionize.errors import ConfigError
+
+try:
+    import numpy as np
+    import sessionize_core as _core
+except ImportError as exc:  # no compiler on this machine, or the core was never built
+    np = None  # type: ignore[assignment]
+    _core = None
+    _IMPORT_ERROR: str | None = f"{type(exc).__name__}: {exc}"
+else:
+    _IMPORT_ERROR = None
+
+_LIMIT = 1 << 60
+_NO_KEY_DETAIL = "the event has no key (user id)"
+_REJ_NO_KEY, _REJ_LATE_SEALED, _REJ_LATE_CUTOFF = 0, 1, 2
+
+
+def available() -> bool:
+    """Is the compiled core importable here?"""
+    return _core is not None
+
+
+def unavailable_reason() -> str | None:
+    """Why the core cannot be used (None when it can)."""
+    if _core is not None:
+        return None
+    return (f"the compiled core sessionize_core is not installed ({_IMPORT_ERROR}); build it with "
+            "`make setup` (needs cargo) or `.venv/bin/maturin develop --release -m rust/Cargo.toml`, "
+            "or use the pure-Python SessionEngine")
+
+
+def unsupported(config: EngineConfig, track_state: bool = False) -> list[str]:
+    """The settings of ``config`` that the compiled core does not implement."""
+    found = []
+    if config.gap_by_type is not None:
+        found.append("gap_by_type")
+    if config.max_duration_ms is not None:
+        found.append("max_duration")
+    if config.midnight_tz is not None:
+        found.append("split_at_midnight")
+    if config.campaign_split:
+        found.append("campaign_split")
+    if config.dedup:
+        found.append("dedup")
+    if config.max_future_ms is not None:
+        found.append("max_future")
+    if config.idle_timeout_ms is not None:
+        found.append("idle_timeout")
+    if track_state:
+        found.append("track_state")
+    if not 0 < config.gap_ms < _LIMIT or not 0 <= (config.grace_ms or 0) < _LIMIT \
+            or not 0 <= config.seal_retention_ms < _LIMIT:
+        found.append("durations of 2^60 ms or more")
+    if config.metrics.path_cap > 65535:
+        found.append("path_cap > 65535")
+    return found
+
+
+def engine_for(config: EngineConfig, partition: int = 0, track_state: bool = False):
+    """FastEngine when the core is built and supports ``config``, else SessionEngine."""
+    from sessionize.engine.engine import SessionEngine
+
+    if available() and not unsupported(config, track_state):
+        return FastEngine(config, partition)
+    return SessionEngine(config, partition, track_state)
+
+
+class Vocab:
+    """Strings <-> dense codes (0, 1, 2 ...). A falsy value (None, "") is -1, "no value",
+    except with ``keep_empty`` where only None is -1 and "" gets a code (event types: ``""``
+    may be a configured type, and a path shows None as "")."""
+
+    __slots__ = ("index", "keep_empty", "strings")
+
+    def __init__(self, keep_empty: bool = False) -> None:
+        self.index: dict[str, int] = {}
+        self.strings: list[str] = []
+        self.keep_empty = keep_empty
+
+    def __len__(self) -> int:
+        return len(self.strings)
+
+    def code(self, value: str | None) -> int:
+        if value is None or (not value and not self.keep_empty):
+            return -1
+        c = self.index.get(value)
+        if c is None:
+            c = self.index[value] = len(self.strings)
+            self.strings.append(value)
+        return c
+
+    def encode(self, values: Iterable[str | None]) -> Any:
+        """Codes of ``values`` as an int32 array, adding the strings not seen yet."""
+        code = self.code
+        return np.fromiter((code(v) for v in values), dtype=np.int32)
+
+    def decode(self, code: int) -> str | None:
+        return self.strings[code] if code >= 0 else None
+
+
+class FastEngine:
+    """Sessions of one partition, computed by the compiled core. Same results as SessionEngine
+    for the configurations it supports (see ``unsupported``)."""
+
+    def __init__(self, config: EngineConfig, partition: int = 0, track_state: bool = False) -> None:
+        if _core is None:
+            raise ImportError(unavailable_reason())
+        missing = unsupported(config, track_state)
+        if missing:
+            raise ConfigError(
+                "the compiled engine does not implement " + ", ".join(missing)
+                + "; use SessionEngine (sessionize.engine.fast.engine_for chooses)"
+            )
+        self.config = config
+        self.partition = partition
+        m = config.metrics
+        self._core = _core.Core(partition, config.gap_ms, config.grace_ms, config.seal_retention_ms,
+                                m.path_cap, config.track_event_ids)
+        self.keys = Vocab()
+        self.types = Vocab(keep_empty=True)
+        self.pages = Vocab()
+        self.referrers = Vocab()
+        self.campaigns = Vocab()
+        self.user_agents = Vocab()
+        self.event_ids = Vocab(keep_empty=True)
+        self._pending: list[Rejection] = []
+        self._outside: dict[str, int] = {"received": 0} | {r.value: 0 for r in Reason}
+
+    # ------------------------------------------------------------------ public surface
+
+    def process(self, events: Iterable[Event]) -> ChangeSet:
+        """Sessionize a batch of events (in arrival order) and return its net changes."""
+        events = events if isinstance(events, list) else list(events)
+        return self.process_columns(**self._encode(events)).to_changeset(events)
+
+    def process_columns(self, key_codes: Any, ts: Any, type_codes: Any = None, page_codes: Any = None,
+                        referrer_codes: Any = None, campaign_codes: Any = None, ua_codes: Any = None,
+                        revenue: Any = None, is_bot: Any = None,
+                        event_ids: Any = None) -> ColumnarChanges:
+        """The fast path: one batch as columns, in arrival order. Codes come from this engine's
+        vocabularies (``keys``, ``types``, ``pages``, ``referrers``, ``campaigns``,
+        ``user_agents``, ``event_ids``), -1 meaning no value (a key of -1 is rejected
+        ``no_key``); ``revenue`` NaN means none; omitted columns mean no value for every event."""
+        key = np.ascontiguousarray(key_codes, dtype=np.int32)
+        n = len(key)
+        ts = np.ascontiguousarray(ts, dtype=np.int64)
+        missing = None
+
+        def codes(a: Any) -> Any:
+            nonlocal missing
+            if a is None:
+                if missing is None:
+                    missing = np.full(n, -1, dtype=np.int32)
+                return missing
+            return np.ascontiguousarray(a, dtype=np.int32)
+
+        rev = (np.full(n, np.nan) if revenue is None
+               else np.ascontiguousarray(revenue, dtype=np.float64))
+        bot = np.zeros(n, dtype=bool) if is_bot is None else np.ascontiguousarray(is_bot, dtype=bool)
+        refs = codes(event_ids) if self.config.track_event_ids else None
+        self._sync()
+        out = self._core.process(key, ts, codes(type_codes), codes(page_codes), codes(referrer_codes),
+                                 codes(campaign_codes), codes(ua_codes), rev, bot, refs)
+        return self._changes(out, key, ts)
+
+    def reject(self, rejections: Iterable[Rejection]) -> None:
+        """Account for records refused before they became events (malformed input); they go
+        out with the next ChangeSet and do not move stream time (as SessionEngine.reject)."""
+        for r in rejections:
+            self._outside["received"] += 1
+            self._outside[r.reason.value] += 1
+            self._pending.append(r)
+
+    def flush(self) -> ChangeSet:
+        """End of input: close every session that is still open."""
+        return self.flush_columns().to_changeset()
+
+    def flush_columns(self) -> ColumnarChanges:
+        self._sync()
+        return self._changes(self._core.flush(), None, None)
+
+    def advance_idle(self, idle_ms: int) -> ChangeSet:
+        """Idle close is not supported (ConfigError at construction), so this only drains."""
+        return self.process([])
+
+    def open_sessions(self) -> list[dict[str, Any]]:
+        """Records of all sessions still open or inactive, ordered by (start, created)
+        (SessionEngine lists them per key instead)."""
+        cols = SessionColumns(self, self._core.open_records(), None, self.stream_time)
+        return cols.records()
+
+    @property
+    def open_count(self) -> int:
+        return self._core.open_count
+
+    @property
+    def stream_time(self) -> int | None:
+        return self._core.stream_time
+
+    @property
+    def counters(self) -> dict[str, int]:
+        received, counted, late, no_key = self._core.counters()
+        out = {"received": received + self._outside["received"], "counted": counted}
+        for r in Reason:
+            out[r.value] = self._outside[r.value]
+        out["late"] += late
+        out["no_key"] += no_key
+        return out
+
+    def memory(self) -> dict[str, int]:
+        """Bytes held by the core's main structures (capacities), by name."""
+        return dict(self._core.memory())
+
+    # ------------------------------------------------------------------ internals
+
+    def _sync(self) -> None:
+        """Hand the core the key strings and type flags it has not seen yet."""
+        core = self._core
+        if len(self.keys) > core.n_keys:
+            core.add_keys(self.keys.strings[core.n_keys:])
+        if len(self.types) > core.n_types:
+            m = self.config.metrics
+            core.add_types([(t in m.page_view_types) | (t in m.conversion_types) << 1
+                            for t in self.types.strings[core.n_types:]])
+
+    def _encode(self, events: Sequence[Event]) -> dict[str, Any]:
+        kc, tc, pc = self.keys.code, self.types.code, self.pages.code
+        rc, cc, uc = self.referrers.code, self.campaigns.code, self.user_agents.code
+        cols: dict[str, Any] = {
+            "key_codes": [kc(e.key) for e in events],
+            "ts": [e.ts for e in events],
+            "type_codes": [tc(e.type) for e in events],
+            "page_codes": [pc(e.page) for e in events],
+            "referrer_codes": [rc(e.referrer) for e in events],
+            "campaign_codes": [cc(e.campaign) for e in events],
+            "ua_codes": [uc(e.user_agent) for e in events],
+            "revenue": [math.nan if e.revenue is None else e.revenue for e in events],
+            "is_bot": [bool(e.is_bot) for e in events],
+        }
+        if self.config.track_event_ids:
+            ic = self.event_ids.code
+            cols["event_ids"] = [ic(_event_ref(e)) for e in events]
+        for name in ("key_codes", "type_codes", "page_codes", "referrer_codes", "campaign_codes",
+                     "ua_codes", "event_ids"):
+            if name in cols:
+                cols[name] = np.array(cols[name], dtype=np.int32)
+        cols["ts"] = np.array(cols["ts"], dtype=np.int64)
+        cols["revenue"] = np.array(cols["revenue"], dtype=np.float64)
+        cols["is_bot"] = np.array(cols["is_bot"], dtype=bool)
+        return cols
+
+    def _changes(self, out: dict[str, Any], key: Any, ts: Any) -> ColumnarChanges:
+        pending, self._pending = self._pending, []
+        return ColumnarChanges(self, out, key, ts, pending)
+
+    def _sid(self, key_code: int, created: int) -> str:
+        return hashlib.blake2b(
+            f"{self.partition}\x1f{self.keys.strings[key_code]}\x1f{created}".encode(), digest_size=16
+        ).hexdigest()
+
+
+def _event_ref(ev: Event) -> str:
+    """As session.py's: the event's id, or ``#<offset>``, or ""."""
+    if ev.event_id is not None:
+        return ev.event_id
+    return f"#{ev.offset}" if ev.offset is not None else ""
+
+
+class SessionColumns:
+    """Session records in columns (NumPy arrays): ``key`` (code), ``created`` (arrival number of
+    the creating event), ``start``, ``end``, ``count``, ``page_views``, ``conversions``,
+    ``revenue`` (unrounded sum), ``entry``/``exit`` (page codes), ``referrer``, ``campaign``,
+    ``user_agent`` (codes), ``is_bot``, the path as ``path`` (type codes) and ``path_ms`` (each
+    step's ts - start) cut by ``path_offsets``, and with track_event_ids ``ids``/``ids_offsets``.
+    A code of -1 is None.
+    ``status`` is "closed" for finals; for upserts it follows from ``stream_time``."""
+
+    def __init__(self, engine: FastEngine, cols: dict[str, Any], status: str | None,
+                 stream_time: int | None) -> None:
+        self._engine = engine
+        self.cols = cols
+        self.status = status
+        self.stream_time = stream_time
+        self._ids: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.cols["key"])
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["cols"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def expires(self) -> Any:
+        return self.cols["end"] + self._engine.config.gap_ms
+
+    def session_ids(self) -> list[str]:
+        """The session ids, hashed by the core (cached)."""
+        if self._ids is None:
+            self._ids = self._engine._core.session_ids(self.cols["key"], self.cols["created"])
+        return self._ids
+
+    def session_ids_array(self) -> Any:
+        """The session ids as a NumPy ``S32`` array (no Python string per session)."""
+        raw = self._engine._core.session_ids_bytes(self.cols["key"], self.cols["created"])
+        return np.frombuffer(raw, dtype="S32")
+
+    def records(self) -> list[dict[str, Any]]:
+        """The records exactly as ``Session.to_record`` makes them."""
+        eng = self._engine
+        m = eng.config.metrics
+        gap, partition = eng.config.gap_ms, eng.partition
+        keys, types = eng.keys.strings, eng.types.strings
+        c = {name: arr.tolist() for name, arr in self.cols.items()}
+        sids = self.session_ids()
+        T = self.stream_time
+        min_dur, min_pv = m.engaged_min_duration_ms, m.engaged_min_page_views
+
+        def value(strings: list[str], code: int) -> str | None:
+            return strings[code] if code >= 0 else None
+
+        pages, refs, camps, uas = (eng.pages.strings, eng.referrers.strings, eng.campaigns.strings,
+                                   eng.user_agents.strings)
+        path, path_ms, poff = c["path"], c["path_ms"], c["path_offsets"]
+        ids, ioff = c.get("ids"), c.get("ids_offsets")
+        refs_of_ids = eng.event_ids.strings
+        out = []
+        for i in range(len(sids)):
+            start, end, count = c["start"][i], c["end"][i], c["count"][i]
+            pv, conv = c["page_views"][i], c["conversions"][i]
+            duration = end - start
+            expires = end + gap
+            steps = [types[t] if t >= 0 else "" for t in path[poff[i]:poff[i + 1]]]
+            status = self.status or ("inactive" if T is not None and expires < T else "open")
+            rec: dict[str, Any] = {
+                "session_id": sids[i],
+                "key": keys[c["key"][i]],
+                "partition": partition,
+                "start": start,
+                "end": end,
+                "expires": expires,
+                "duration_ms": duration,
+                "event_count": count,
+                "status": status,
+                "page_views": pv,
+                "conversions": conv,
+                "revenue": round(c["revenue"][i], 6),
+                "bounce": count == 1,
+                "engaged": duration >= min_dur or pv >= min_pv or conv > 0,
+                "entry_page": value(pages, c["entry"][i]),
+                "exit_page": value(pages, c["exit"][i]),
+                "referrer": value(refs, c["referrer"][i]),
+                "campaign": value(camps, c["campaign"][i]),
+                "user_agent": value(uas, c["user_agent"][i]),
+                "is_bot": c["is_bot"][i],
+                "path": steps,
+                "path_ms": path_ms[poff[i]:poff[i + 1]],
+                "path_truncated": count > len(steps),
+            }
+            if ids is not None:
+                rec["event_ids"] = [refs_of_ids[r] if r >= 0 else "" for r in ids[ioff[i]:ioff[i + 1]]]
+            out.append(rec)
+        return out
+
+
+class ColumnarChanges:
+    """The net effect of one batch (ChangeSet) in columns: ``upserts`` and ``finals`` are
+    SessionColumns; retractions are ``retracted_key``/``retracted_created`` arrays (ids on
+    demand); rejections by the core are ``rejected_index`` (position in the batch),
+    ``rejected_reason`` codes, with the details made on demand; ``pre_rejections`` are those
+    handed to ``reject()`` before."""
+
+    def __init__(self, engine: FastEngine, out: dict[str, Any], key: Any, ts: Any,
+                 pre_rejections: list[Rejection]) -> None:
+        self._engine = engine
+        self.stream_time: int | None = out["stream_time"]
+        self.counted: int = out["counted"]
+        self.upserts = SessionColumns(engine, out["upserts"], None, self.stream_time)
+        self.finals = SessionColumns(engine, out["finals"], "closed", self.stream_time)
+        self.retracted_key = out["retracted_key"]
+        self.retracted_created = out["retracted_created"]
+        self.rejected_index = out["rej_index"]
+        self._rej_kind, self._rej_a, self._rej_b = out["rej_kind"], out["rej_a"], out["rej_b"]
+        self.pre_rejections = pre_rejections
+        self._key = key[self.rejected_index] if key is not None else None
+        self._ts = ts[self.rejected_index] if ts is not None else None
+
+    def __bool__(self) -> bool:
+        return bool(len(self.upserts) or len(self.finals) or len(self.retracted_key)
+                    or len(self.rejected_index) or self.pre_rejections)
+
+    @property
+    def rejected_reason(self) -> list[Reason]:
+        return [Reason.NO_KEY if k == _REJ_NO_KEY else Reason.LATE for k in self._rej_kind.tolist()]
+
+    def retractions(self) -> list[str]:
+        return self._engine._core.session_ids(self.retracted_key, self.retracted_created)
+
+    def rejections(self, events: Sequence[Event] | None = None) -> list[Rejection]:
+        """Rejection objects as SessionEngine makes them (raw input, offset and event id come
+        from ``events``, the batch as Events, when given)."""
+        eng = self._engine
+        grace = eng.config.grace_ms
+        out = list(self.pre_rejections)
+        for j, (i, kind, a, b) in enumerate(zip(self.rejected_index.tolist(), self._rej_kind.tolist(),
+                                                 self._rej_a.tolist(), self._rej_b.tolist(),
+                                                 strict=True)):
+            if kind == _REJ_NO_KEY:
+                reason, detail = Reason.NO_KEY, _NO_KEY_DETAIL
+            elif kind == _REJ_LATE_SEALED:
+                sid = eng._sid(int(self._key[j]), a)
+                reason = Reason.LATE
+                detail = f"it touches session {sid} of this key, already closed (final)"
+            else:
+                reason = Reason.LATE
+                detail = (f"its session would expire at {a}, before the cut-off {b - grace} "
+                          f"(stream time {b} - grace {grace})")
+            if events is not None:
+                ev = events[i]
+                out.append(Rejection(reason, ev.raw, detail, ev.offset, ev.key, ev.event_id, ev.ts))
+            else:
+                k = int(self._key[j])
+                out.append(Rejection(reason, None, detail, None, eng.keys.decode(k),
+                                     None, int(self._ts[j])))
+        return out
+
+    def to_changeset(self, events: Sequence[Event] | None = None) -> ChangeSet:
+        """The same ChangeSet SessionEngine returns (dict records, ids, Rejection objects)."""
+        keys = self._engine.keys.strings
+        return ChangeSet(
+            retractions=self.retractions(),
+            upserts=self.upserts.records(),
+            finals=self.finals.records(),
+            rejections=self.rejections(events),
+            stream_time=self.stream_time,
+            counted=self.counted,
+            state=None,
+            retracted_keys=[keys[k] for k in self.retracted_key.tolist()],
+        )
