@@ -1,0 +1,271 @@
+"""How fast the analytics endpoints answer on a store of 1M sessions, SQLite and PostgreSQL.
+
+    .venv/bin/python -m bench.analytics                       # 1M sessions, both stores
+    .venv/bin/python -m bench.analytics --sessions 200000 --stores sqlite
+    .venv/bin/python -m bench.analytics --keep /tmp/bench-1m  # reuse the SQLite file next time
+
+Fills each store with synthetic sessions through ``store.apply`` (final session records in
+batches, as a pipeline writes them), then times every analytics endpoint through the real HTTP
+app (FastAPI in-process: routing, validation, the store's SQL, JSON) over three ranges: the
+last day, the last 7 days and everything (30 days). Prints one table per store: the median of
+``--repeat`` calls after one warm-up call, in milliseconds.
+
+The sessions: 1M over 30 days with a diurnal rhythm, 300k users (heavy-tailed), paths from a
+view/cart/purchase chain capped at 50 steps (with ``path_ms``), 5,000 products as pages (Zipf),
+a third of the sessions from 12 campaigns, the last hour's sessions still open. PostgreSQL needs
+``SESSIONIZE_TEST_PG`` (``eval "$(scripts/services.sh env)"``); it works in a fresh schema that
+is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sessionize.engine.engine import ChangeSet
+from sessionize.stores.base import RunInfo
+
+DAY = 86_400_000
+HOUR = 3_600_000
+T_END = 1_700_000_000_000 - 1_700_000_000_000 % DAY  # a midnight UTC
+DAYS = 30
+BATCH = 20_000
+
+
+def synthetic_sessions(n: int, seed: int = 1) -> Iterator[list[dict[str, Any]]]:
+    """``n`` session records (``Session.to_record`` shape) in batches, deterministic by seed."""
+    rng = np.random.default_rng(seed)
+    users = max(1, int(n * 0.3))
+    weights = rng.lognormal(0, 1.2, users)
+    weights /= weights.sum()
+    products = [f"/product/{i}" for i in range(5000)]
+    zipf = 1 / np.arange(1, 5001) ** 1.1
+    zipf /= zipf.sum()
+    campaigns = [f"spring-sale-{i}" for i in range(12)]
+    referrers = [None, "https://www.google.com/", "https://www.bing.com/",
+                 "https://www.facebook.com/", "https://t.co/"]
+    # session starts over DAYS days with a diurnal rhythm, written in time order as a stream is
+    day = rng.integers(0, DAYS, n)
+    hour = rng.choice(24, n, p=_DIURNAL)
+    starts = np.sort(T_END - DAYS * DAY + day * DAY + hour * HOUR + rng.integers(0, HOUR, n))
+    done = 0
+    while done < n:
+        m = min(BATCH, n - done)
+        start = starts[done:done + m].astype(np.int64)
+        user = rng.choice(users, m, p=weights)
+        length = np.minimum(1 + rng.lognormal(0.9, 1.0, m).astype(np.int64), 400)
+        page = rng.choice(5000, m, p=zipf)
+        exit_page = rng.choice(5000, m, p=zipf)
+        camp = rng.integers(0, 36, m)
+        ref = rng.integers(0, len(referrers), m)
+        steps = rng.random((m, 50))
+        gaps = rng.lognormal(10.3, 1.0, (m, 50)).astype(np.int64)  # median ~30 s
+        batch = []
+        for i in range(m):
+            count = int(length[i])
+            cap = min(count, 50)
+            path, t, at = [], [], 0
+            state = "view"
+            for j in range(cap):
+                path.append(state)
+                t.append(at)
+                at += int(min(gaps[i, j], 1_700_000))
+                r = steps[i, j]
+                state = ("cart" if r < 0.08 else "view") if state == "view" else (
+                    "purchase" if state == "cart" and r < 0.35 else "view")
+            duration = t[-1] + (int(gaps[i, -1]) if count > cap else 0)
+            s = int(start[i])
+            conversions = path.count("purchase")
+            sid = hashlib.blake2b(f"{seed}:{done + i}".encode(), digest_size=16).hexdigest()
+            open_ = s + duration > T_END - HOUR
+            batch.append({
+                "session_id": sid, "key": f"u{int(user[i])}", "partition": int(user[i]) % 4,
+                "start": s, "end": s + duration, "expires": s + duration + 1_800_000,
+                "duration_ms": duration, "event_count": count,
+                "status": "open" if open_ else "closed", "page_views": path.count("view"),
+                "conversions": conversions, "revenue": round(conversions * 49.9, 6),
+                "bounce": count == 1,
+                "engaged": duration >= 10_000 or path.count("view") >= 2 or conversions > 0,
+                "entry_page": products[int(page[i])],
+                "exit_page": products[int(exit_page[i])],
+                "referrer": referrers[int(ref[i])],
+                "campaign": campaigns[int(camp[i])] if camp[i] < 12 else None,
+                "user_agent": "Mozilla/5.0", "is_bot": False, "path": path, "path_ms": t,
+                "path_truncated": count > cap,
+            })
+        done += m
+        yield batch
+
+
+_DIURNAL = np.array([2, 1, 1, 1, 1, 2, 3, 5, 6, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 5, 4, 3, 2],
+                    dtype=float)
+_DIURNAL /= _DIURNAL.sum()
+
+
+def fill(store: Any, n: int) -> float:
+    """Write ``n`` sessions through ``store.apply``; seconds taken."""
+    started = time.perf_counter()
+    run_id = store.begin_run(RunInfo("bench-analytics", {}, 0))
+    written = 0
+    for batch in synthetic_sessions(n):
+        by_partition: dict[int, list[dict[str, Any]]] = {}
+        for rec in batch:
+            by_partition.setdefault(rec["partition"], []).append(rec)
+        for p, recs in by_partition.items():
+            store.apply(run_id, p, ChangeSet(finals=[r for r in recs if r["status"] == "closed"],
+                                             upserts=[r for r in recs if r["status"] == "open"],
+                                             counted=sum(r["event_count"] for r in recs),
+                                             stream_time=max(r["end"] for r in recs)))
+        written += len(batch)
+        print(f"\r  {written:,} sessions written", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    return time.perf_counter() - started
+
+
+def endpoints(last_key: str) -> list[tuple[str, str]]:
+    return [
+        ("summary", "/stats/summary"),
+        ("timeseries hour UTC", "/analytics/timeseries?interval=hour&tz=UTC"),
+        ("timeseries day Berlin", "/analytics/timeseries?interval=day&tz=Europe/Berlin"),
+        ("funnel view>cart>purchase", "/analytics/funnel?steps=view>cart>purchase"),
+        ("histogram duration", "/analytics/histogram?metric=duration"),
+        ("histogram events", "/analytics/histogram?metric=events"),
+        ("top entry pages (20)", "/analytics/top-pages?kind=entry&limit=20"),
+        ("top exit pages (20)", "/analytics/top-pages?kind=exit&limit=20"),
+        ("conversion by entry page", "/analytics/conversion?by=entry_page&limit=20"),
+        ("conversion by campaign", "/analytics/conversion?by=campaign&limit=20"),
+        ("live", "/live"),
+        ("user's sessions", f"/users/{last_key}/sessions?limit=50"),
+    ]
+
+
+RANGES = {"1 day": T_END - DAY, "7 days": T_END - 7 * DAY, "30 days (all)": None}
+
+
+def time_endpoints(store: Any, repeat: int) -> list[tuple[str, dict[str, float]]]:
+    from fastapi.testclient import TestClient
+
+    from sessionize.api import create_app
+
+    client = TestClient(create_app(store))
+    out = []
+    for name, url in endpoints("u0"):
+        row: dict[str, float] = {}
+        for label, lo in RANGES.items():
+            if name in ("live", "user's sessions") and lo is not None:
+                continue
+            sep = "&" if "?" in url else "?"
+            full = url if lo is None else f"{url}{sep}from={lo}&to={T_END}"
+            row[label] = _median_ms(lambda full=full: _get(client, full), repeat)
+        out.append((name, row))
+    return out
+
+
+def _get(client: Any, url: str) -> None:
+    r = client.get(url)
+    if r.status_code != 200:
+        raise SystemExit(f"{url}: {r.status_code} {r.text[:300]}")
+
+
+def _median_ms(call: Callable[[], None], repeat: int) -> float:
+    call()  # warm-up: caches, connections, query plans
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def print_table(title: str, rows: list[tuple[str, dict[str, float]]], target: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    t.add_column("endpoint")
+    for label in RANGES:
+        t.add_column(f"{label} (ms)", justify="right")
+    for name, row in rows:
+        cells = []
+        for label in RANGES:
+            v = row.get(label)
+            cells.append("" if v is None else (f"{v:,.1f}" if v < target else f"[red]{v:,.1f}[/]"))
+        t.add_row(name, *cells)
+    Console().print(t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.analytics", description=__doc__.split("\n")[0])
+    p.add_argument("--sessions", type=int, default=1_000_000)
+    p.add_argument("--stores", default="sqlite,postgres")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--keep", metavar="DIR", help="keep (and reuse) the SQLite store in DIR")
+    args = p.parse_args(argv)
+    for kind in args.stores.split(","):
+        if kind == "sqlite":
+            from sessionize.stores.sqlite import SqliteStore
+
+            folder = Path(args.keep or tempfile.mkdtemp(prefix="bench-analytics-"))
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"sessions-{args.sessions}.db"
+            fresh = not path.exists()
+            store: Any = SqliteStore(path)
+            try:
+                if fresh:
+                    secs = fill(store, args.sessions)
+                    print(f"SQLite: {args.sessions:,} sessions written in {secs:.0f} s ({path})")
+                print_table(f"SQLite, {store.health()['sessions']:,} sessions",
+                            time_endpoints(store, args.repeat), 200)
+            finally:
+                store.close()
+                if not args.keep:
+                    for suffix in ("", "-wal", "-shm"):
+                        Path(f"{path}{suffix}").unlink(missing_ok=True)
+        elif kind == "postgres":
+            _postgres(args)
+        else:
+            raise SystemExit(f"unknown store {kind!r}: sqlite or postgres")
+    return 0
+
+
+def _postgres(args: argparse.Namespace) -> None:
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    from sessionize.stores.postgres import PostgresStore
+
+    dsn = os.environ.get("SESSIONIZE_TEST_PG")
+    if not dsn:
+        raise SystemExit('SESSIONIZE_TEST_PG is not set: eval "$(scripts/services.sh env)"')
+    schema = f"bench_{secrets.token_hex(4)}"
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    store = PostgresStore(make_conninfo(dsn, options=f"-c search_path={schema}"))
+    try:
+        secs = fill(store, args.sessions)
+        print(f"PostgreSQL: {args.sessions:,} sessions written in {secs:.0f} s")
+        with psycopg.connect(make_conninfo(dsn, options=f"-c search_path={schema}"),
+                             autocommit=True) as db:
+            db.execute("VACUUM ANALYZE sessions")
+        print_table(f"PostgreSQL, {store.health()['sessions']:,} sessions",
+                    time_endpoints(store, args.repeat), 200)
+    finally:
+        store.close()
+        with psycopg.connect(dsn, autocommit=True) as db:
+            db.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
