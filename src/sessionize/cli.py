@@ -101,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     _input_flags(produce)
     produce.set_defaults(func=cmd_produce)
 
+    status = sub.add_parser("status", help="the store (and a worker) at a glance")
+    _common_flags(status)
+    status.add_argument("--worker", metavar="http://127.0.0.1:PORT",
+                        help="a worker's health port (its --health-port): health, lag, events")
+    status.set_defaults(func=cmd_status)
+
     demo = sub.add_parser("demo", help="sessionize a bundled real dataset and serve the API")
     demo.add_argument("--dir", default="sessionize-demo", help="where to put the demo store")
     demo.add_argument("--no-serve", action="store_true", help="stop after printing the results")
@@ -376,8 +382,24 @@ def serve(settings: Settings) -> None:
         queries = CachedQueries(queries, cache)
     app = create_app(queries)
     host, port = settings.host, settings.port
-    console.print(f"API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+    console.print(f"dashboard on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Sessions by status, rejected by reason, stream time per partition, the cache and a
+    worker's health, as tables. Exit 0 when everything asked about is healthy, 1 if not."""
+    from sessionize.status import show_status
+
+    settings = _settings(args)
+    if not settings.store_url and not Path(settings.db).exists():
+        raise SessionizeError(f"store {settings.db} does not exist; give --db PATH of a store "
+                              "that `sessionize run` filled, or --store postgresql://...")
+    store = open_store(settings)
+    try:
+        return show_status(out, store, open_cache(settings), args.worker)
+    finally:
+        store.close()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

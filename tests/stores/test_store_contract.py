@@ -28,7 +28,8 @@ from tests.realrun import RealRun, expected_sessions, parse_utc
 T0 = parse_utc("2019-10-01 00:00:00 UTC")
 MIN = 60_000
 SMALL = EngineConfig(gap_ms=10 * MIN, grace_ms=60 * MIN, track_event_ids=True)
-TABLES = ("sessions", "rejected_events", "runs", "partitions", "source_offsets")
+TABLES = ("sessions", "rejected_events", "runs", "partitions", "source_offsets",
+          "ingest_counters")
 PG_TABLES = (*TABLES, "engine_partitions", "engine_sessions", "engine_sealed",
              "schema_migrations")
 

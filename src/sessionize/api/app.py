@@ -1,4 +1,5 @@
-"""The HTTP API over a ``SessionQueries`` store: sessions by user, by id, and statistics.
+"""The HTTP API over a ``SessionQueries`` store: sessions by user, by id, statistics,
+analytics (``api/analytics.py``), Prometheus metrics and the dashboard (``api/dashboard.py``).
 
 Routes stay thin: parse the query (``time_range``), ask the store, shape the output
 (``present``). Every error, whatever raised it, leaves as ``{"error": code, "detail": message}``
@@ -113,7 +114,27 @@ def create_app(queries: SessionQueries, *, title: str = "sessionize") -> FastAPI
     _install_error_handlers(app)
     _add_session_routes(app, queries)
     _add_stats_routes(app, queries)
+    from sessionize.api.analytics import add_analytics_routes
+    from sessionize.api.dashboard import add_dashboard_routes
+
+    add_analytics_routes(app, queries)
+    _add_metrics_route(app, queries)
+    add_dashboard_routes(app)
     return app
+
+
+def _add_metrics_route(app: FastAPI, queries: SessionQueries) -> None:
+    from prometheus_client import generate_latest
+
+    from sessionize.metrics import CONTENT_TYPE, store_registry
+
+    registry = store_registry(queries)
+
+    @app.get("/metrics", summary="Prometheus metrics of the store", include_in_schema=True)
+    def metrics() -> Response:
+        """Sessions by status, rejected events by reason, counted events, stream time and its
+        lag behind the wall clock per partition, read from the store at each scrape."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE)
 
 
 def _add_session_routes(app: FastAPI, queries: SessionQueries) -> None:

@@ -56,6 +56,31 @@ class CachedQueries:
     def rejected_counts(self, start_ms: int | None, end_ms: int | None) -> dict[str, int]:
         return self.store.rejected_counts(start_ms, end_ms)
 
+    # analytics: always the store (the cache holds only open and inactive sessions)
+
+    def timeseries(self, interval: str, tz: str, start_ms: int | None, end_ms: int | None
+                   ) -> dict[str, Any]:
+        return self.store.timeseries(interval, tz, start_ms, end_ms)  # type: ignore[attr-defined]
+
+    def funnel(self, steps: list[str], start_ms: int | None, end_ms: int | None
+               ) -> dict[str, Any]:
+        return self.store.funnel(steps, start_ms, end_ms)  # type: ignore[attr-defined]
+
+    def histogram(self, metric: str, start_ms: int | None, end_ms: int | None,
+                  edges: list[int] | None = None) -> dict[str, Any]:
+        return self.store.histogram(metric, start_ms, end_ms, edges)  # type: ignore[attr-defined]
+
+    def top_pages(self, kind: str, start_ms: int | None, end_ms: int | None, limit: int,
+                  cursor: str | None) -> dict[str, Any]:
+        return self.store.top_pages(kind, start_ms, end_ms, limit, cursor)  # type: ignore[attr-defined]
+
+    def conversion_by(self, dimension: str, start_ms: int | None, end_ms: int | None,
+                      limit: int, cursor: str | None) -> dict[str, Any]:
+        return self.store.conversion_by(dimension, start_ms, end_ms, limit, cursor)  # type: ignore[attr-defined]
+
+    def live(self) -> dict[str, Any]:
+        return self.store.live()  # type: ignore[attr-defined]
+
     def health(self) -> dict[str, Any]:
         """The store's health (raising if the store cannot answer, as the store does) with the
         cache's under ``"cache"``; ``ok`` only if both are ok. A cache that raises is reported,

@@ -165,6 +165,7 @@ class Session:
             "user_agent": self.user_agent[2] if self.user_agent else None,
             "is_bot": self.bot,
             "path": [p[2] for p in self.path],
+            "path_ms": [p[0] - self.start for p in self.path],
             "path_truncated": self.count > len(self.path),
         }
         if self.event_ids is not None:

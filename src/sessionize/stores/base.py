@@ -61,3 +61,30 @@ class SessionQueries(Protocol):
         """Rejected events by reason."""
 
     def health(self) -> dict[str, Any]: ...
+
+    # analytics (shared logic in ``stores.analytics.Analytics``; ranges are over session starts)
+
+    def timeseries(self, interval: str, tz: str, start_ms: int | None, end_ms: int | None
+                   ) -> dict[str, Any]:
+        """Sessions, users, events and rates per local ``hour`` or ``day`` of the IANA zone
+        ``tz``, DST-correct, every bucket of the range present."""
+
+    def funnel(self, steps: list[str], start_ms: int | None, end_ms: int | None
+               ) -> dict[str, Any]:
+        """Sessions entering each step (ordered subsequence of the path), conversion between
+        steps, median time between steps."""
+
+    def histogram(self, metric: str, start_ms: int | None, end_ms: int | None,
+                  edges: list[int] | None = None) -> dict[str, Any]:
+        """Sessions per bin of ``duration`` (ms) or ``events`` per session."""
+
+    def top_pages(self, kind: str, start_ms: int | None, end_ms: int | None, limit: int,
+                  cursor: str | None) -> dict[str, Any]:
+        """Top ``entry`` or ``exit`` pages by sessions, paged."""
+
+    def conversion_by(self, dimension: str, start_ms: int | None, end_ms: int | None,
+                      limit: int, cursor: str | None) -> dict[str, Any]:
+        """Conversion rate and revenue per entry page, campaign, referrer or exit page, paged."""
+
+    def live(self) -> dict[str, Any]:
+        """Sessions by status now, stream time per partition, cumulative ingest counters."""

@@ -43,6 +43,8 @@ from psycopg.types.json import set_json_loads
 from sessionize.engine.engine import STATE_VERSION, ChangeSet
 from sessionize.engine.event import Reason
 from sessionize.errors import StoreError
+from sessionize.stores import analytics as an
+from sessionize.stores.analytics import HISTOGRAM_COLUMNS, RANKED_COLUMNS, case_sql
 from sessionize.stores.base import RunInfo
 from sessionize.stores.records import (
     FIRST_PAGE,
@@ -52,6 +54,7 @@ from sessionize.stores.records import (
     bounds,
     decode_cursor,
     encode_cursor,
+    ingest_counts,
     json_text,
     now_ms,
     rejection_row,
@@ -163,6 +166,18 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (source, "partition", "key")
         )""",
     ],
+    [
+        # ms since the session's start of each path step: the funnel's times between steps
+        "ALTER TABLE sessions ADD COLUMN path_ms jsonb NOT NULL DEFAULT '[]'::jsonb",
+        # events counted and rejected (by reason) per partition, summed over every batch: what
+        # the live view turns into rates (cumulative, so two readings give events per second)
+        """CREATE TABLE ingest_counters (
+            "partition" integer NOT NULL,
+            name text NOT NULL,
+            n bigint NOT NULL,
+            PRIMARY KEY ("partition", name)
+        )""",
+    ],
 ]
 
 _REJECTED_COLUMNS = ("run_id", '"partition"', '"offset"', "reason", "detail", '"key"',
@@ -225,6 +240,10 @@ _UPSERT_PARTITION = (
     "stream_time_ms = GREATEST(partitions.stream_time_ms, excluded.stream_time_ms), "
     "updated_at_ms = excluded.updated_at_ms"
 )
+_ADD_COUNTER = (
+    'INSERT INTO ingest_counters ("partition", name, n) VALUES (%s, %s, %s) '
+    'ON CONFLICT ("partition", name) DO UPDATE SET n = ingest_counters.n + excluded.n'
+)
 _UPSERT_OFFSET = (
     'INSERT INTO source_offsets (source, "partition", next_offset) VALUES (%s, %s, %s) '
     'ON CONFLICT (source, "partition") DO UPDATE SET next_offset = excluded.next_offset'
@@ -238,7 +257,8 @@ SELECT s.session_id, s."key", s."partition", s.start_ms, s.end_ms, s.expires_ms,
        CASE WHEN s.status = 'open' AND s.expires_ms < p.stream_time_ms THEN 'inactive'
             ELSE s.status END,
        s.page_views, s.conversions, s.revenue, s.bounce, s.engaged, s.entry_page, s.exit_page,
-       s.referrer, s.campaign, s.user_agent, s.is_bot, s.path, s.path_truncated, s.event_ids
+       s.referrer, s.campaign, s.user_agent, s.is_bot, s.path, s.path_ms, s.path_truncated,
+       s.event_ids
 FROM sessions AS s LEFT JOIN partitions AS p ON p."partition" = s."partition"
 """
 _ACTIVE = (
@@ -271,7 +291,89 @@ _REJECTED_RANGE = (
 )
 
 
-class PostgresStore:
+# ---------------------------------------------------------------------- analytics statements
+# Constants too: the user's choices (zone, steps, edges, page) arrive as parameters only.
+
+# floor((x) / size) for negative x too (integer division truncates toward zero)
+_BUCKET = ("((s.start_ms + z.off) - (((s.start_ms + z.off) %% %(size)s) + %(size)s) %% %(size)s)"
+           " / %(size)s")
+# Offset spans as three arrays; per (bucket, key) first, so users are distinct keys without a
+# sort-based COUNT(DISTINCT).
+_TIMESERIES = f"""
+WITH z AS (
+    SELECT * FROM unnest(%(lo)s::bigint[], %(hi)s::bigint[], %(off)s::bigint[]) AS z(lo, hi, off)
+), per_key AS (
+    SELECT {_BUCKET} AS b, CASE WHEN %(by_offset)s THEN z.off ELSE 0 END AS o, COUNT(*) AS n,
+           SUM(s.event_count) AS ev, SUM(s.bounce::int) AS bo, SUM(s.engaged::int) AS en,
+           SUM((s.conversions > 0)::int) AS cv, SUM(s.revenue) AS rev
+    FROM z JOIN sessions AS s ON s.start_ms >= z.lo AND s.start_ms < z.hi
+    GROUP BY 1, 2, s."key"
+)
+SELECT b, o, SUM(n)::bigint, COUNT(*), SUM(ev)::bigint, SUM(bo)::bigint, SUM(en)::bigint,
+       SUM(cv)::bigint, COALESCE(SUM(rev), 0)::float8
+FROM per_key GROUP BY b, o
+"""
+_RANGE_OF_STARTS = "SELECT MIN(start_ms), MAX(start_ms) FROM sessions"
+# p1 .. p10: the regex of steps 1..k for each k (NULL past the last step: never counted)
+_FUNNEL_COUNTS = f"""
+SELECT COUNT(*), COUNT(*) FILTER (WHERE path_truncated),
+       {", ".join(f"COUNT(*) FILTER (WHERE path::text ~ %(p{i})s)"
+                  for i in range(1, an.MAX_STEPS + 1))}
+FROM sessions WHERE start_ms >= %(lo)s AND start_ms < %(hi)s
+"""
+_FUNNEL_ROWS = """
+SELECT path, path_ms FROM sessions
+WHERE start_ms >= %(lo)s AND start_ms < %(hi)s AND path::text ~ %(pattern)s
+  AND session_id < %(below)s
+"""
+_HISTOGRAM = {
+    metric: f"""
+SELECT {case_sql(column, "%(e{i})s")} AS bin, COUNT(*) FROM sessions
+WHERE start_ms >= %(lo)s AND start_ms < %(hi)s GROUP BY bin
+"""
+    for metric, column in HISTOGRAM_COLUMNS.items()
+}
+_RANKED = {
+    column: f"""
+SELECT {column}, COUNT(*) AS n, SUM(bounce::int), SUM((conversions > 0)::int),
+       COALESCE(SUM(revenue), 0)::float8
+FROM sessions WHERE start_ms >= %(lo)s AND start_ms < %(hi)s AND {column} IS NOT NULL
+GROUP BY {column}
+HAVING COUNT(*) < %(n)s OR (COUNT(*) = %(n)s AND {column} COLLATE "C" > %(value)s)
+ORDER BY n DESC, {column} COLLATE "C" LIMIT %(limit)s
+"""
+    for column in RANKED_COLUMNS
+}
+_RANKED_NONE = {
+    column: f"""
+SELECT COUNT(*), COUNT(*) FILTER (WHERE {column} IS NULL),
+       COUNT(*) FILTER (WHERE {column} IS NULL AND bounce),
+       COUNT(*) FILTER (WHERE {column} IS NULL AND conversions > 0),
+       COALESCE(SUM(revenue) FILTER (WHERE {column} IS NULL), 0)::float8
+FROM sessions WHERE start_ms >= %(lo)s AND start_ms < %(hi)s
+"""
+    for column in RANKED_COLUMNS
+}
+_LIVE_UNCLOSED = """
+SELECT CASE WHEN s.status = 'open' AND s.expires_ms < p.stream_time_ms THEN 'inactive'
+            ELSE s.status END AS st, COUNT(*)
+FROM sessions AS s LEFT JOIN partitions AS p ON p."partition" = s."partition"
+WHERE s.status <> 'closed' GROUP BY st
+"""
+_LIVE_PARTITIONS = (
+    'SELECT "partition", stream_time_ms, updated_at_ms FROM partitions ORDER BY "partition"'
+)
+# file runs add to ingest_counters; Kafka workers keep their engines' absolute counters
+_LIVE_COUNTERS = """
+SELECT name, SUM(n)::bigint FROM (
+    SELECT name, n FROM ingest_counters
+    UNION ALL
+    SELECT c.key, c.value::bigint FROM engine_partitions, jsonb_each_text(counters) AS c
+) AS all_counters GROUP BY name
+"""
+
+
+class PostgresStore(an.Analytics):
     """Sessions, dead letters, runs, stream times, source offsets and engine state in PostgreSQL.
 
     Implements ``SessionSink`` and ``SessionQueries`` exactly as ``SqliteStore`` does, plus
@@ -493,7 +595,13 @@ class PostgresStore:
         scalars: dict[int, tuple[Any, ...]] = {}
         stream: dict[int, int] = {}
         next_offsets = dict(offsets)
+        counts: dict[tuple[int, str], int] = {}
         for partition, changes, next_offset in items:
+            if changes.state is None:
+                # a worker's batch carries the engine's own (absolute, so replay-safe) counters
+                # in its state; only batches without one add to the ingest counters
+                for name, n in ingest_counts(changes).items():
+                    counts[partition, name] = counts.get((partition, name), 0) + n
             for sid in changes.retractions:
                 sessions[sid] = None
             for rec in (*changes.upserts, *changes.finals):
@@ -536,6 +644,8 @@ class PostgresStore:
                     [(source, p, key, st) for (p, key), st in sorted(sealed.items()) if st])
         if scalars:
             cur.executemany(_UPSERT_ENGINE_PARTITION, [scalars[p] for p in sorted(scalars)])
+        if counts:
+            cur.executemany(_ADD_COUNTER, [(p, name, n) for (p, name), n in sorted(counts.items())])
         if stream:
             cur.executemany(_UPSERT_PARTITION, [(p, t, now) for p, t in sorted(stream.items())])
         if next_offsets:
@@ -726,6 +836,52 @@ class PostgresStore:
             'SELECT "key", COUNT(*), SUM(event_count)::bigint FROM sessions GROUP BY "key" '
             'ORDER BY SUM(event_count) DESC, "key" LIMIT %s', (limit,))
         return [{"key": k, "sessions": n, "events": e} for k, n, e in rows]
+
+    # ------------------------------------------------------------------ analytics (an.Analytics)
+
+    def _an_start_range(self) -> tuple[int | None, int | None]:
+        lo, hi = self._query(_RANGE_OF_STARTS)[0]
+        return lo, hi
+
+    def _an_timeseries(self, spans: list[tuple[int, int, int]], size: int, by_offset: bool
+                       ) -> list[tuple[Any, ...]]:
+        return self._query(_TIMESERIES, {  # type: ignore[arg-type]
+            "lo": [a for a, _, _ in spans], "hi": [b for _, b, _ in spans],
+            "off": [o for _, _, o in spans], "size": size, "by_offset": by_offset})
+
+    def _an_pattern(self, steps: Any) -> str:
+        return an.regex_pattern(steps)
+
+    def _an_funnel_counts(self, lo: int, hi: int, patterns: list[str | None]
+                          ) -> tuple[int, int, list[int]]:
+        params: dict[str, Any] = {f"p{i}": p for i, p in enumerate(patterns, 1)}
+        n, truncated, *counts = self._query(_FUNNEL_COUNTS, params | {"lo": lo, "hi": hi})[0]  # type: ignore[arg-type]
+        return n, truncated, list(counts)
+
+    def _an_funnel_rows(self, lo: int, hi: int, second: str, below: str
+                        ) -> list[tuple[Any, Any]]:
+        return self._query(_FUNNEL_ROWS, {  # type: ignore[arg-type,return-value]
+            "lo": lo, "hi": hi, "pattern": second, "below": below})
+
+    def _an_histogram(self, column: str, edges: list[int], lo: int, hi: int
+                      ) -> list[tuple[int, int]]:
+        metric = next(m for m, c in an.HISTOGRAM_COLUMNS.items() if c == column)
+        params: dict[str, Any] = {f"e{i}": e for i, e in enumerate(an.histogram_slots(edges), 1)}
+        return self._query(_HISTOGRAM[metric], params | {"lo": lo, "hi": hi})  # type: ignore[arg-type,return-value]
+
+    def _an_ranked(self, column: str, lo: int, hi: int, after: tuple[int, str], limit: int
+                   ) -> list[tuple[Any, ...]]:
+        return self._query(_RANKED[column], {  # type: ignore[arg-type]
+            "lo": lo, "hi": hi, "n": after[0], "value": after[1], "limit": limit})
+
+    def _an_ranked_none(self, column: str, lo: int, hi: int) -> tuple[Any, ...]:
+        return self._query(_RANKED_NONE[column], {"lo": lo, "hi": hi})[0]  # type: ignore[arg-type]
+
+    def _an_live(self) -> tuple[dict[str, int], int, list[tuple[Any, ...]], dict[str, int]]:
+        unclosed = dict(self._query(_LIVE_UNCLOSED))
+        total = self._query("SELECT COUNT(*) FROM sessions")[0][0]
+        return (unclosed, total, self._query(_LIVE_PARTITIONS),  # type: ignore[return-value]
+                dict(self._query(_LIVE_COUNTERS)))
 
     def health(self) -> dict[str, Any]:
         n = self._query("SELECT COUNT(*) FROM sessions")[0][0]

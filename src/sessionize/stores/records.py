@@ -3,7 +3,7 @@ cursors and range bounds. Pure functions, no database: SQLite and PostgreSQL use
 so both stores write the same values and hand back the same records.
 
 A session row is in ``SESSION_COLUMNS`` order; flags are Python bools (SQLite stores them as
-0/1, PostgreSQL as boolean), ``path`` and ``event_ids`` are JSON text.
+0/1, PostgreSQL as boolean), ``path``, ``path_ms`` and ``event_ids`` are JSON text.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from sessionize.engine.engine import ChangeSet
 from sessionize.engine.event import Rejection
 
 MIN_MS = -(2**63)
@@ -23,12 +24,16 @@ SESSION_COLUMNS = (
     "session_id", '"key"', '"partition"', "start_ms", "end_ms", "expires_ms", "duration_ms",
     "event_count", "status", "page_views", "conversions", "revenue", "bounce", "engaged",
     "entry_page", "exit_page", "referrer", "campaign", "user_agent", "is_bot", "path",
-    "path_truncated", "event_ids", "run_id", "updated_at_ms",
+    "path_ms", "path_truncated", "event_ids", "run_id", "updated_at_ms",
 )
 
 
 def session_row(rec: dict[str, Any], run_id: int | None, now: int) -> tuple[Any, ...]:
-    """A ``Session.to_record`` dict as a ``sessions`` row, in ``SESSION_COLUMNS`` order."""
+    """A ``Session.to_record`` dict as a ``sessions`` row, in ``SESSION_COLUMNS`` order.
+
+    ``path_ms`` (ms since the session's start of each path step) is stored as ``[]`` when a
+    record comes without it (a producer that predates it): the funnel then counts the session
+    but leaves it out of the times between steps."""
     event_ids = rec.get("event_ids")
     return (
         rec["session_id"], rec["key"], rec["partition"], rec["start"], rec["end"],
@@ -36,18 +41,18 @@ def session_row(rec: dict[str, Any], run_id: int | None, now: int) -> tuple[Any,
         rec["page_views"], rec["conversions"], rec["revenue"], bool(rec["bounce"]),
         bool(rec["engaged"]), rec["entry_page"], rec["exit_page"], rec["referrer"],
         rec["campaign"], rec["user_agent"], bool(rec["is_bot"]), json_text(rec["path"]),
-        bool(rec["path_truncated"]), None if event_ids is None else json_text(event_ids),
-        run_id, now,
+        json_text(rec.get("path_ms", [])), bool(rec["path_truncated"]),
+        None if event_ids is None else json_text(event_ids), run_id, now,
     )
 
 
 def session_record(row: tuple[Any, ...] | list[Any]) -> dict[str, Any]:
     """A session row as read back (the stored columns, the derived status in place of the
     stored one, without run_id and updated_at_ms) as the flat record of ``Session.to_record``.
-    ``path`` and ``event_ids`` may come as JSON text or already decoded."""
+    ``path``, ``path_ms`` and ``event_ids`` may come as JSON text or already decoded."""
     (sid, key, partition, start, end, expires, duration, count, status, page_views, conversions,
      revenue, bounce, engaged, entry, exit_, referrer, campaign, user_agent, is_bot, path,
-     truncated, event_ids) = row
+     path_ms, truncated, event_ids) = row
     rec: dict[str, Any] = {
         "session_id": sid, "key": key, "partition": partition, "start": start, "end": end,
         "expires": expires, "duration_ms": duration, "event_count": count, "status": status,
@@ -55,11 +60,23 @@ def session_record(row: tuple[Any, ...] | list[Any]) -> dict[str, Any]:
         "bounce": bool(bounce), "engaged": bool(engaged), "entry_page": entry,
         "exit_page": exit_, "referrer": referrer, "campaign": campaign,
         "user_agent": user_agent, "is_bot": bool(is_bot), "path": _decoded(path),
-        "path_truncated": bool(truncated),
+        "path_ms": _decoded(path_ms), "path_truncated": bool(truncated),
     }
     if event_ids is not None:
         rec["event_ids"] = _decoded(event_ids)
     return rec
+
+
+def ingest_counts(changes: ChangeSet) -> dict[str, int]:
+    """What a batch adds to its partition's ingest counters: ``counted`` and one entry per
+    rejection reason present (nothing for an empty batch)."""
+    counts: dict[str, int] = {}
+    if changes.counted:
+        counts["counted"] = changes.counted
+    for r in changes.rejections:
+        reason = str(r.reason)
+        counts[reason] = counts.get(reason, 0) + 1
+    return counts
 
 
 def rejection_row(r: Rejection, run_id: int | None, partition: int,

@@ -33,12 +33,15 @@ import orjson
 from sessionize.engine.engine import ChangeSet
 from sessionize.engine.event import Reason
 from sessionize.errors import StoreError
+from sessionize.stores import analytics as an
+from sessionize.stores.analytics import HISTOGRAM_COLUMNS, MAX_EDGES, RANKED_COLUMNS, case_sql
 from sessionize.stores.base import RunInfo
 from sessionize.stores.records import (
     FIRST_PAGE,
     SESSION_COLUMNS,
     decode_cursor,
     encode_cursor,
+    ingest_counts,
 )
 from sessionize.stores.records import bounds as _bounds
 from sessionize.stores.records import json_text as _json
@@ -118,6 +121,18 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (source, "partition")
         )""",
     ],
+    [
+        # ms since the session's start of each path step: the funnel's times between steps
+        "ALTER TABLE sessions ADD COLUMN path_ms TEXT NOT NULL DEFAULT '[]'",
+        # events counted and rejected (by reason) per partition, summed over every batch: what
+        # the live view turns into rates (cumulative, so two readings give events per second)
+        """CREATE TABLE ingest_counters (
+            "partition" INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY ("partition", name)
+        )""",
+    ],
 ]
 
 _COLUMNS = SESSION_COLUMNS
@@ -137,6 +152,10 @@ _UPSERT_PARTITION = (
     "stream_time_ms = max(stream_time_ms, excluded.stream_time_ms), "
     "updated_at_ms = excluded.updated_at_ms"
 )
+_ADD_COUNTER = (
+    'INSERT INTO ingest_counters ("partition", name, n) VALUES (?, ?, ?) '
+    'ON CONFLICT ("partition", name) DO UPDATE SET n = n + excluded.n'
+)
 _UPSERT_OFFSET = (
     'INSERT INTO source_offsets (source, "partition", next_offset) VALUES (?, ?, ?) '
     'ON CONFLICT (source, "partition") DO UPDATE SET next_offset = excluded.next_offset'
@@ -150,7 +169,8 @@ SELECT s.session_id, s."key", s."partition", s.start_ms, s.end_ms, s.expires_ms,
        CASE WHEN s.status = 'open' AND s.expires_ms < p.stream_time_ms THEN 'inactive'
             ELSE s.status END,
        s.page_views, s.conversions, s.revenue, s.bounce, s.engaged, s.entry_page, s.exit_page,
-       s.referrer, s.campaign, s.user_agent, s.is_bot, s.path, s.path_truncated, s.event_ids
+       s.referrer, s.campaign, s.user_agent, s.is_bot, s.path, s.path_ms, s.path_truncated,
+       s.event_ids
 FROM sessions AS s LEFT JOIN partitions AS p ON p."partition" = s."partition"
 """
 _ACTIVE = (
@@ -183,7 +203,74 @@ _REJECTED_RANGE = (
 )
 
 
-class SqliteStore:
+# ---------------------------------------------------------------------- analytics statements
+# Constants too: the user's choices (zone, steps, edges, page) arrive as parameters only.
+
+# floor((x) / size) for negative x too (SQLite's integer division truncates toward zero)
+_BUCKET = "((s.start_ms + z.off) - (((s.start_ms + z.off) % ?2) + ?2) % ?2) / ?2"
+# ?1: the offset spans as JSON [[lo, hi, offset_ms], ...]; ?2: bucket size; ?3: group by offset
+# too (hours).
+_TIMESERIES = f"""
+WITH z AS MATERIALIZED (
+    SELECT json_extract(value, '$[0]') AS lo, json_extract(value, '$[1]') AS hi,
+           json_extract(value, '$[2]') AS off
+    FROM json_each(?1)
+)
+SELECT {_BUCKET} AS b, CASE WHEN ?3 THEN z.off ELSE 0 END AS o, COUNT(*),
+       COUNT(DISTINCT s."key"), SUM(s.event_count), SUM(s.bounce), SUM(s.engaged),
+       SUM(s.conversions > 0), TOTAL(s.revenue)
+FROM z CROSS JOIN sessions AS s ON s.start_ms >= z.lo AND s.start_ms < z.hi
+GROUP BY b, o
+"""
+_RANGE_OF_STARTS = "SELECT MIN(start_ms), MAX(start_ms) FROM sessions"
+# ?3 .. ?12: the GLOB of steps 1..k for each k (NULL past the last step: never counted)
+_FUNNEL_COUNTS = f"""
+SELECT COUNT(*), TOTAL(path_truncated),
+       {", ".join(f"TOTAL(path GLOB ?{i})" for i in range(3, 3 + an.MAX_STEPS))}
+FROM sessions WHERE start_ms >= ?1 AND start_ms < ?2
+"""
+_FUNNEL_ROWS = """
+SELECT path, path_ms FROM sessions
+WHERE start_ms >= ?1 AND start_ms < ?2 AND path GLOB ?3 AND session_id < ?4
+"""
+_HISTOGRAM = {
+    metric: f"""
+SELECT {case_sql(column, "?{i}")} AS bin, COUNT(*) FROM sessions
+WHERE start_ms >= ?{MAX_EDGES + 1} AND start_ms < ?{MAX_EDGES + 2} GROUP BY bin
+"""
+    for metric, column in HISTOGRAM_COLUMNS.items()
+}
+# ?1, ?2: range; ?3, ?4: the previous page's last (count, value); ?5: limit
+_RANKED = {
+    column: f"""
+SELECT {column}, COUNT(*) AS n, SUM(bounce), SUM(conversions > 0), TOTAL(revenue)
+FROM sessions WHERE start_ms >= ?1 AND start_ms < ?2 AND {column} IS NOT NULL
+GROUP BY {column} HAVING n < ?3 OR (n = ?3 AND {column} > ?4)
+ORDER BY n DESC, {column} LIMIT ?5
+"""
+    for column in RANKED_COLUMNS
+}
+_RANKED_NONE = {
+    column: f"""
+SELECT COUNT(*), TOTAL({column} IS NULL), TOTAL({column} IS NULL AND bounce),
+       TOTAL({column} IS NULL AND conversions > 0), TOTAL(CASE WHEN {column} IS NULL THEN revenue END)
+FROM sessions WHERE start_ms >= ?1 AND start_ms < ?2
+"""
+    for column in RANKED_COLUMNS
+}
+_LIVE_UNCLOSED = """
+SELECT CASE WHEN s.status = 'open' AND s.expires_ms < p.stream_time_ms THEN 'inactive'
+            ELSE s.status END AS st, COUNT(*)
+FROM sessions AS s LEFT JOIN partitions AS p ON p."partition" = s."partition"
+WHERE s.status <> 'closed' GROUP BY st
+"""
+_LIVE_PARTITIONS = (
+    'SELECT "partition", stream_time_ms, updated_at_ms FROM partitions ORDER BY "partition"'
+)
+_LIVE_COUNTERS = "SELECT name, SUM(n) FROM ingest_counters GROUP BY name"
+
+
+class SqliteStore(an.Analytics):
     """Sessions, dead letters, runs, stream times and source offsets in one SQLite file.
 
     Implements both ``SessionSink`` (the pipeline writes) and ``SessionQueries`` (the API reads).
@@ -304,6 +391,8 @@ class SqliteStore:
             )
             if changes.stream_time is not None:
                 cur.execute(_UPSERT_PARTITION, (partition, changes.stream_time, now))
+            cur.executemany(_ADD_COUNTER, ((partition, name, n)
+                                           for name, n in ingest_counts(changes).items()))
             if offsets:
                 source = self._source_of(cur, run_id)
                 cur.executemany(_UPSERT_OFFSET, ((source, p, o) for p, o in offsets.items()))
@@ -331,6 +420,9 @@ class SqliteStore:
                     raise StoreError(f"the store {self.path} is closed")
                 db = self._connect()
                 db.execute("PRAGMA query_only=ON")
+                # analytics scan many rows: read through a memory map, keep a bigger page cache
+                db.execute("PRAGMA mmap_size=1073741824")
+                db.execute("PRAGMA cache_size=-65536")
                 self._readers.append(db)
             self._local.db = db
         return db
@@ -419,6 +511,46 @@ class SqliteStore:
             "SELECT key, COUNT(*), SUM(event_count) FROM sessions GROUP BY key "
             "ORDER BY SUM(event_count) DESC, key LIMIT ?", (limit,))
         return [{"key": k, "sessions": n, "events": e} for k, n, e in rows]
+
+    # ------------------------------------------------------------------ analytics (an.Analytics)
+
+    def _an_start_range(self) -> tuple[int | None, int | None]:
+        lo, hi = self._query(_RANGE_OF_STARTS)[0]
+        return lo, hi
+
+    def _an_timeseries(self, spans: list[tuple[int, int, int]], size: int, by_offset: bool
+                       ) -> list[tuple[Any, ...]]:
+        return self._query(_TIMESERIES, (an.spans_json(spans), size, int(by_offset)))
+
+    def _an_pattern(self, steps: Any) -> str:
+        return an.glob_pattern(steps)
+
+    def _an_funnel_counts(self, lo: int, hi: int, patterns: list[str | None]
+                          ) -> tuple[int, int, list[int]]:
+        n, truncated, *counts = self._query(_FUNNEL_COUNTS, (lo, hi, *patterns))[0]
+        return n, int(truncated), [int(c) for c in counts]
+
+    def _an_funnel_rows(self, lo: int, hi: int, second: str, below: str
+                        ) -> list[tuple[Any, Any]]:
+        return self._query(_FUNNEL_ROWS, (lo, hi, second, below))  # type: ignore[return-value]
+
+    def _an_histogram(self, column: str, edges: list[int], lo: int, hi: int
+                      ) -> list[tuple[int, int]]:
+        metric = next(m for m, c in an.HISTOGRAM_COLUMNS.items() if c == column)
+        return self._query(_HISTOGRAM[metric], (*an.histogram_slots(edges), lo, hi))  # type: ignore[return-value]
+
+    def _an_ranked(self, column: str, lo: int, hi: int, after: tuple[int, str], limit: int
+                   ) -> list[tuple[Any, ...]]:
+        return self._query(_RANKED[column], (lo, hi, after[0], after[1], limit))
+
+    def _an_ranked_none(self, column: str, lo: int, hi: int) -> tuple[Any, ...]:
+        return self._query(_RANKED_NONE[column], (lo, hi))[0]
+
+    def _an_live(self) -> tuple[dict[str, int], int, list[tuple[Any, ...]], dict[str, int]]:
+        unclosed = dict(self._query(_LIVE_UNCLOSED))
+        total = self._query("SELECT COUNT(*) FROM sessions")[0][0]
+        return (unclosed, total, self._query(_LIVE_PARTITIONS),
+                dict(self._query(_LIVE_COUNTERS)))
 
     def health(self) -> dict[str, Any]:
         n = self._query("SELECT COUNT(*) FROM sessions")[0][0]
