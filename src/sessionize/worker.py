@@ -31,6 +31,7 @@ from sessionize.engine.config import EngineConfig
 from sessionize.engine.engine import ChangeSet, SessionEngine
 from sessionize.engine.event import Event
 from sessionize.errors import SessionizeError
+from sessionize.metrics import record_batch
 from sessionize.sources.kafka import KafkaSource, PartitionBatch
 from sessionize.stores.base import RunInfo
 
@@ -123,7 +124,6 @@ class StreamWorker:
                 if batch:
                     last_data = now
                     self._process(batch)
-                    self.health.lag = self.source.lag()
                 elif until_idle is not None and now - last_data > until_idle:
                     break
                 if self.config.idle_timeout_ms is not None:
@@ -145,10 +145,10 @@ class StreamWorker:
             items.append((partition, engine.process(events), pb.next_offset))
         if not items:
             return
-        started = time.perf_counter()
         try:
             if self.changelog is not None:  # before the commit: at-least-once, keyed
                 self.changelog.publish(items)
+            started = time.perf_counter()
             self.store.apply_batch(self.run_id, self.source.name, items)
         except SessionizeError as exc:
             self._store_failed(exc)
@@ -158,6 +158,13 @@ class StreamWorker:
         self._update_cache(items)
         self.source.commit_async({p: off for p, _, off in items if off is not None})
         self._count(items)
+        self.health.lag = self.source.lag()
+        self._record_metrics()
+
+    def _record_metrics(self) -> None:
+        """The Prometheus metrics of the health port, after a committed batch."""
+        record_batch(self.health, self.health.commit_seconds,
+                     sum(e.open_count for e in self.engines.values()))
 
     def _advance_idle(self, now: float) -> None:
         """Idle close (SEMANTICS.md §3, off by default): a partition that received nothing for
@@ -172,12 +179,16 @@ class StreamWorker:
                 if changes:
                     items.append((p, changes, None))
         if items:
+            started = time.perf_counter()
             try:
                 self.store.apply_batch(self.run_id, self.source.name, items)
             except SessionizeError as exc:
                 self._store_failed(exc)
                 return
+            self.health.commit_seconds = time.perf_counter() - started
             self._update_cache(items)
+            self.health.stream_time = {p: e.stream_time for p, e in self.engines.items()}
+            self._record_metrics()
 
     def _count(self, items: list[tuple[int, ChangeSet, int | None]]) -> None:
         h = self.health

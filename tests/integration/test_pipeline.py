@@ -153,7 +153,11 @@ def committed(pg_url: str) -> int:
 def test_end_to_end_disordered_real_data(kafka, topic, pg_url, redis_url, cfg_file, workers):
     total = publish(kafka, topic, REES46, "rees46.toml", shuffle_within_ms=600_000,
                     late_fraction=0.02, late_by_ms=2 * 3_600_000)
-    w = workers("solo", worker_args(kafka, topic, "g-solo", pg_url, redis_url, cfg_file)).start()
+    port = free_port()
+    w = workers("solo", worker_args(kafka, topic, "g-solo", pg_url, redis_url, cfg_file,
+                                    "--health-port", str(port))).start()
+    wait_until(lambda: committed(pg_url) >= total, 120, "every record committed")
+    check_worker_metrics(port, pg_url, total)
     assert w.wait(120) == 0, w.tail()
     assert committed(pg_url) == total
     want = reference(kafka, topic, cfg_file)
@@ -165,6 +169,41 @@ def test_end_to_end_disordered_real_data(kafka, topic, pg_url, redis_url, cfg_fi
     counted = sum(r["event_count"] for r in want[0].values())
     assert counted + len(want[1]) == total
     check_api(pg_url, redis_url, want[0])
+
+
+def worker_metrics(port: int) -> dict[tuple[str, tuple], float]:
+    """The samples of the worker's /metrics: (name, sorted labels) -> value."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def check_worker_metrics(port: int, pg_url: str, total: int) -> None:
+    """The worker's Prometheus counters agree with what was produced and what the store holds."""
+    with psycopg.connect(pg_url) as conn:
+        by_reason = dict(conn.execute(
+            "SELECT reason, count(*) FROM rejected_events GROUP BY reason").fetchall())
+        open_sessions = conn.execute(
+            "SELECT count(*) FROM sessions WHERE status <> 'closed'").fetchone()[0]
+    # the metrics are updated just after the commit that the caller saw
+    m = wait_until(lambda: (lambda m: m if m[("sessionize_worker_events_total", ())] == total
+                            else None)(worker_metrics(port)), 30, "the worker's metrics")
+    rejected = {dict(labels)["reason"]: v for (name, labels), v in m.items()
+                if name == "sessionize_worker_rejected_total"}
+    assert {r: n for r, n in rejected.items() if n} == by_reason
+    assert m[("sessionize_worker_counted_total", ())] + sum(rejected.values()) == total
+    assert m[("sessionize_worker_active_sessions", ())] == open_sessions
+    assert m[("sessionize_worker_batches_total", ())] >= 1
+    assert m[("sessionize_worker_commit_seconds_count", ())] >= 1
+    assert sum(v for (name, _), v in m.items() if name == "sessionize_worker_lag") == 0
+    assert {dict(labels)["partition"] for (name, labels), v in m.items()
+            if name == "sessionize_worker_stream_time_ms"} == {"0", "1", "2", "3"}
+    for dep in ("postgres", "redis", "kafka"):
+        assert m[("sessionize_worker_up", (("dependency", dep),))] == 1
 
 
 def check_api(pg_url: str, redis_url: str, sessions: dict[str, dict]) -> None:
