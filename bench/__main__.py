@@ -2,7 +2,13 @@
 
 Each figure is measured in the same run as its baseline and reported as a ratio, with its
 target and whether it is met. ``--quick`` shrinks every size so the whole run takes about a
-minute (CI runs it as a smoke test: it checks that the bench works, never the timings).
+minute (CI runs it as a smoke test: it checks that the bench works, never the timings); it
+writes ``bench/results/quick.json``, never the full run's ``latest.json``.
+
+``--only`` runs some figure sets and *merges* them into the output file: the sets it ran
+replace theirs, the others' figures stay as they were (each figure records its set, and the
+file when each set was measured). ``python -m bench.report`` renders docs/performance.md from
+``latest.json``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from pathlib import Path
 
 from bench.common import RESULTS, Figure, machine
 
-FIGURES = ("engine", "backfill", "e2e", "lookup")
+FIGURES = ("engine", "backfill", "e2e", "lookup", "analytics")
 
 
 def collect(quick: bool, only: set[str]) -> list[Figure]:
@@ -31,7 +37,7 @@ def collect(quick: bool, only: set[str]) -> list[Figure]:
         from bench import batch
 
         figures += _guarded("backfill", lambda: batch.figures(quick))
-    if only & {"e2e", "lookup"}:
+    if only & {"e2e", "lookup", "analytics"}:
         services = svc.probe()
         if "e2e" in only:
             from bench import e2e
@@ -41,6 +47,10 @@ def collect(quick: bool, only: set[str]) -> list[Figure]:
             from bench import lookup
 
             figures += _guarded("lookup", lambda: lookup.figures(quick, services))
+        if "analytics" in only:
+            from bench import analytics
+
+            figures += _guarded("analytics", lambda: analytics.figures(quick, services))
     return figures
 
 
@@ -53,6 +63,8 @@ def _guarded(name: str, run) -> list[Figure]:
     except Exception as exc:
         out = [Figure(name=name, value=None, unit="", met=False,
                       note=f"failed: {type(exc).__name__}: {exc}"[:500])]
+    for f in out:
+        f.group = name
     print(f"[bench] {name} done in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
     return out
 
@@ -86,12 +98,50 @@ def table(figures: list[Figure]) -> str:
     return "\n".join([*lines, "", *notes])
 
 
+# figures written before each one recorded its set: their set by name
+_LEGACY_GROUPS = (("engine throughput", "engine"), ("memory per open session", "engine"),
+                  ("backfill", "backfill"), ("end to end", "e2e"), ("API active-session", "lookup"),
+                  ("analytics", "analytics"))
+
+
+def group_of(figure: dict) -> str:
+    """The figure set of a figure in a result file (``group``, else guessed from its name)."""
+    if figure.get("group"):
+        return figure["group"]
+    name = figure.get("name", "")
+    return next((g for prefix, g in _LEGACY_GROUPS if name.startswith(prefix)), name)
+
+
 def write_result(figures: list[Figure], quick: bool, out: Path, started: datetime,
-                 info: dict, seconds: float) -> dict:
-    """The run as JSON: when, where, and every figure with its details."""
-    result = {"started": started.isoformat(timespec="seconds"), "quick": quick,
-              "seconds": round(seconds, 1), "machine": info,
-              "figures": [f.as_dict() for f in figures]}
+                 info: dict, seconds: float, merge: bool = False) -> dict:
+    """The run as JSON: when, where, and every figure with its details. With ``merge``, the
+    figures of sets this run did not measure are kept from the existing file (same mode only),
+    and ``sets`` says when each set was measured."""
+    run = {"started": started.isoformat(timespec="seconds"), "quick": quick,
+           "seconds": round(seconds, 1),
+           "load_average_at_start": info.get("load_average_at_start")}
+    ran = {f.group for f in figures}
+    kept: list[dict] = []
+    sets: dict[str, dict] = {}
+    if merge and out.exists():
+        try:
+            old = json.loads(out.read_text())
+        except ValueError:
+            old = {}
+        if old.get("quick") == quick:
+            kept = [f for f in old.get("figures", []) if group_of(f) not in ran]
+            old_run = {k: old.get(k) for k in ("started", "quick", "seconds")}
+            old_run["load_average_at_start"] = old.get("machine", {}).get("load_average_at_start")
+            sets = {g: v for g, v in old.get("sets", {}).items() if g not in ran}
+            for f in kept:
+                sets.setdefault(group_of(f), old_run)
+    sets |= {g: run for g in ran}
+    order = {g: i for i, g in enumerate(FIGURES)}
+    rows = kept + [f.as_dict() for f in figures]
+    rows.sort(key=lambda f: order.get(group_of(f), len(order)))  # stable within a set
+    result = {**run, "machine": info, "sets": dict(sorted(sets.items(), key=lambda kv:
+                                                          order.get(kv[0], len(order)))),
+              "figures": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     return result
@@ -102,8 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes, about a minute")
     p.add_argument("--only", default=",".join(FIGURES),
                    help=f"comma-separated subset of {', '.join(FIGURES)}")
-    p.add_argument("--out", default=str(RESULTS / "latest.json"), help="where to write JSON")
+    p.add_argument("--out", default=None,
+                   help="where to write JSON (default bench/results/latest.json, with --quick "
+                        "bench/results/quick.json)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 if a figure failed to be measured (for the CI smoke run)")
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = str(RESULTS / ("quick.json" if args.quick else "latest.json"))
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     unknown = only - set(FIGURES)
     if unknown:
@@ -112,11 +168,18 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     info = machine()
     figures = collect(args.quick, only)
-    result = write_result(figures, args.quick, Path(args.out), started, info,
-                          time.perf_counter() - t)
     out = Path(args.out)
+    partial = only != set(FIGURES)
+    result = write_result(figures, args.quick, out, started, info, time.perf_counter() - t,
+                          merge=partial)
     print(table(figures))
-    print(f"\n{len(figures)} figures in {result['seconds']} s; written to {out}")
+    merged = len(result["figures"]) - len(figures)
+    print(f"\n{len(figures)} figures in {result['seconds']} s; written to {out}"
+          + (f" (with {merged} figures of other sets kept from it)" if merged else ""))
+    failed = [f.name for f in figures if f.value is None]
+    if args.strict and failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -13,13 +13,18 @@ last day, the last 7 days and everything (30 days). Prints one table per store: 
 The sessions: 1M over 30 days with a diurnal rhythm, 300k users (heavy-tailed), paths from a
 view/cart/purchase chain capped at 50 steps (with ``path_ms``), 5,000 products as pages (Zipf),
 a third of the sessions from 12 campaigns, the last hour's sessions still open. PostgreSQL needs
-``SESSIONIZE_TEST_PG`` (``eval "$(scripts/services.sh env)"``); it works in a fresh schema that
-is dropped at the end.
+``SESSIONIZE_TEST_PG`` (``eval "$(scripts/services.sh env)"``); it works in a fresh schema of the
+bench's own database (``sessionize_bench``), dropped at the end unless ``--keep-schema NAME``.
+
+``python -m bench --only analytics`` runs the same as the figure set "analytics" (``figures``):
+per store, the slowest endpoint's median against the target of 200 ms on 1M sessions, every
+endpoint's median, p95 and max in the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import secrets
@@ -28,11 +33,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.common import Figure, percentiles
 from sessionize.engine.engine import ChangeSet
 from sessionize.stores.base import RunInfo
 
@@ -41,6 +48,10 @@ HOUR = 3_600_000
 T_END = 1_700_000_000_000 - 1_700_000_000_000 % DAY  # a midnight UTC
 DAYS = 30
 BATCH = 20_000
+FULL_SESSIONS = 1_000_000
+QUICK_SESSIONS = 20_000
+TARGET_MS = 200
+TARGET = "< 200 ms on 1M sessions"
 
 
 def synthetic_sessions(n: int, seed: int = 1) -> Iterator[list[dict[str, Any]]]:
@@ -153,7 +164,9 @@ def endpoints(last_key: str) -> list[tuple[str, str]]:
 RANGES = {"1 day": T_END - DAY, "7 days": T_END - 7 * DAY, "30 days (all)": None}
 
 
-def time_endpoints(store: Any, repeat: int) -> list[tuple[str, dict[str, float]]]:
+def time_endpoints(store: Any, repeat: int) -> list[tuple[str, dict[str, dict[str, float]]]]:
+    """Every endpoint over every range: median, p95 and max ms of ``repeat`` calls (after one
+    warm-up call each)."""
     from fastapi.testclient import TestClient
 
     from sessionize.api import create_app
@@ -161,13 +174,13 @@ def time_endpoints(store: Any, repeat: int) -> list[tuple[str, dict[str, float]]
     client = TestClient(create_app(store))
     out = []
     for name, url in endpoints("u0"):
-        row: dict[str, float] = {}
+        row: dict[str, dict[str, float]] = {}
         for label, lo in RANGES.items():
             if name in ("live", "user's sessions") and lo is not None:
                 continue
             sep = "&" if "?" in url else "?"
             full = url if lo is None else f"{url}{sep}from={lo}&to={T_END}"
-            row[label] = _median_ms(lambda full=full: _get(client, full), repeat)
+            row[label] = _stats_ms(lambda full=full: _get(client, full), repeat)
         out.append((name, row))
     return out
 
@@ -175,20 +188,29 @@ def time_endpoints(store: Any, repeat: int) -> list[tuple[str, dict[str, float]]
 def _get(client: Any, url: str) -> None:
     r = client.get(url)
     if r.status_code != 200:
-        raise SystemExit(f"{url}: {r.status_code} {r.text[:300]}")
+        raise RuntimeError(f"{url}: {r.status_code} {r.text[:300]}")
 
 
-def _median_ms(call: Callable[[], None], repeat: int) -> float:
+def _stats_ms(call: Callable[[], None], repeat: int) -> dict[str, float]:
     call()  # warm-up: caches, connections, query plans
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
         call()
         times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+    p95 = percentiles(times, (95,))["p95"]
+    return {"median": round(statistics.median(times), 2), "p95": round(p95, 2),
+            "max": round(max(times), 2), "calls": repeat}
 
 
-def print_table(title: str, rows: list[tuple[str, dict[str, float]]], target: float) -> None:
+def slowest(rows: list[tuple[str, dict[str, dict[str, float]]]]) -> tuple[str, str, dict[str, float]]:
+    """The endpoint and range with the highest median: ``(endpoint, range, stats)``."""
+    return max(((name, label, st) for name, row in rows for label, st in row.items()),
+               key=lambda x: x[2]["median"])
+
+
+def print_table(title: str, rows: list[tuple[str, dict[str, dict[str, float]]]],
+                target: float) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -199,72 +221,153 @@ def print_table(title: str, rows: list[tuple[str, dict[str, float]]], target: fl
     for name, row in rows:
         cells = []
         for label in RANGES:
-            v = row.get(label)
+            st = row.get(label)
+            v = None if st is None else st["median"]
             cells.append("" if v is None else (f"{v:,.1f}" if v < target else f"[red]{v:,.1f}[/]"))
         t.add_row(name, *cells)
-    Console().print(t)
+    Console(stderr=True).print(t)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.analytics", description=__doc__.split("\n")[0])
-    p.add_argument("--sessions", type=int, default=1_000_000)
-    p.add_argument("--stores", default="sqlite,postgres")
-    p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--keep", metavar="DIR", help="keep (and reuse) the SQLite store in DIR")
-    args = p.parse_args(argv)
-    for kind in args.stores.split(","):
-        if kind == "sqlite":
-            from sessionize.stores.sqlite import SqliteStore
-
-            folder = Path(args.keep or tempfile.mkdtemp(prefix="bench-analytics-"))
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"sessions-{args.sessions}.db"
-            fresh = not path.exists()
-            store: Any = SqliteStore(path)
-            try:
-                if fresh:
-                    secs = fill(store, args.sessions)
-                    print(f"SQLite: {args.sessions:,} sessions written in {secs:.0f} s ({path})")
-                print_table(f"SQLite, {store.health()['sessions']:,} sessions",
-                            time_endpoints(store, args.repeat), 200)
-            finally:
-                store.close()
-                if not args.keep:
-                    for suffix in ("", "-wal", "-shm"):
-                        Path(f"{path}{suffix}").unlink(missing_ok=True)
-        elif kind == "postgres":
-            _postgres(args)
-        else:
-            raise SystemExit(f"unknown store {kind!r}: sqlite or postgres")
-    return 0
+# ---------------------------------------------------------------------- the stores
 
 
-def _postgres(args: argparse.Namespace) -> None:
+@contextmanager
+def sqlite_store(n: int, keep: str | None = None) -> Iterator[tuple[Any, float | None]]:
+    """A SQLite store of ``n`` sessions and the seconds its filling took (None: reused from
+    ``keep``); deleted afterwards unless kept."""
+    from sessionize.stores.sqlite import SqliteStore
+
+    folder = Path(keep or tempfile.mkdtemp(prefix="bench-analytics-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"sessions-{n}.db"
+    fresh = not path.exists()
+    store = SqliteStore(path)
+    try:
+        yield store, (fill(store, n) if fresh else None)
+    finally:
+        store.close()
+        if not keep:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+@contextmanager
+def postgres_store(dsn: str, n: int, keep: str | None = None
+                   ) -> Iterator[tuple[Any, float | None]]:
+    """A PostgreSQL store of ``n`` sessions in a fresh schema of ``dsn``'s database (dropped
+    afterwards), or in schema ``keep`` (filled when missing, kept)."""
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
 
     from sessionize.stores.postgres import PostgresStore
 
-    dsn = os.environ.get("SESSIONIZE_TEST_PG")
-    if not dsn:
-        raise SystemExit('SESSIONIZE_TEST_PG is not set: eval "$(scripts/services.sh env)"')
-    schema = f"bench_{secrets.token_hex(4)}"
+    schema = keep or f"bench_{secrets.token_hex(4)}"
     with psycopg.connect(dsn, autocommit=True) as db:
-        db.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    store = PostgresStore(make_conninfo(dsn, options=f"-c search_path={schema}"))
+        fresh = not db.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
+                               (schema,)).fetchone()
+        if fresh:
+            db.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    in_schema = make_conninfo(dsn, options=f"-c search_path={schema}")
+    store = None
     try:
-        secs = fill(store, args.sessions)
-        print(f"PostgreSQL: {args.sessions:,} sessions written in {secs:.0f} s")
-        with psycopg.connect(make_conninfo(dsn, options=f"-c search_path={schema}"),
-                             autocommit=True) as db:
-            db.execute("VACUUM ANALYZE sessions")
-        print_table(f"PostgreSQL, {store.health()['sessions']:,} sessions",
-                    time_endpoints(store, args.repeat), 200)
+        store = PostgresStore(in_schema)
+        secs = None
+        if fresh:
+            secs = fill(store, n)
+            with psycopg.connect(in_schema, autocommit=True) as db:
+                db.execute("VACUUM ANALYZE sessions")
+        yield store, secs
     finally:
-        store.close()
-        with psycopg.connect(dsn, autocommit=True) as db:
-            db.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        if store is not None:
+            store.close()
+        if not keep:
+            with psycopg.connect(dsn, autocommit=True) as db:
+                db.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+# ---------------------------------------------------------------------- the figure set
+
+
+def figures(quick: bool, services: Any, n: int | None = None, repeat: int | None = None,
+            stores: tuple[str, ...] = ("sqlite", "postgres")) -> list[Figure]:
+    """Per store, the slowest endpoint (over every range) against the 200 ms target; every
+    endpoint's median, p95 and max in ``details``. PostgreSQL runs in a schema of the bench's
+    own database (``services.pg``)."""
+    n = n or (QUICK_SESSIONS if quick else FULL_SESSIONS)
+    repeat = repeat or (3 if quick else 5)
+    out = []
+    for kind in stores:
+        label = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[kind]
+        name = f"analytics slowest endpoint, {label}, {n:,} sessions (median ms)"
+        try:
+            if kind == "sqlite":
+                ctx = sqlite_store(n)
+            else:
+                if not getattr(services, "pg", None):
+                    problems = "; ".join(getattr(services, "problems", [])) or "no PostgreSQL"
+                    raise RuntimeError(f"PostgreSQL not available: {problems}")
+                ctx = postgres_store(services.pg, n)
+            with ctx as (store, fill_seconds):
+                rows = time_endpoints(store, repeat)
+                stored = store.health()["sessions"]
+            print_table(f"{label}, {stored:,} sessions", rows, TARGET_MS)
+        except Exception as exc:
+            out.append(Figure(name=name, value=None, unit="ms", target=TARGET, met=False,
+                              note=f"failed: {type(exc).__name__}: {exc}"[:500]))
+            continue
+        endpoint, span, st = slowest(rows)
+        misses = sorted({e for e, row in rows for s in row.values() if s["median"] >= TARGET_MS})
+        judged = n >= FULL_SESSIONS
+        note = (f"{endpoint} over {span}: median {st['median']:,.1f} ms, p95 {st['p95']:,.1f} ms, "
+                f"max {st['max']:,.1f} ms of {st['calls']} calls")
+        note += (f"; {len(misses)} of {len(rows)} endpoints at or over {TARGET_MS} ms"
+                 if misses else f"; every endpoint under {TARGET_MS} ms")
+        if not judged:
+            note += f"; target judged at {FULL_SESSIONS:,} sessions only"
+        out.append(Figure(
+            name=name, value=st["median"], unit="ms", target=TARGET,
+            met=(st["median"] < TARGET_MS) if judged else None, note=note,
+            details={"store": kind, "sessions": stored, "fill_seconds": fill_seconds,
+                     "calls_per_point": repeat, "ranges": list(RANGES),
+                     "slowest": {"endpoint": endpoint, "range": span, **st},
+                     "over_target": misses,
+                     "endpoints": {e: row for e, row in rows}}))
+    return out
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.analytics", description=__doc__.split("\n")[0])
+    p.add_argument("--sessions", type=int, default=FULL_SESSIONS)
+    p.add_argument("--stores", default="sqlite,postgres")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--keep", metavar="DIR", help="keep (and reuse) the SQLite store in DIR")
+    p.add_argument("--keep-schema", metavar="NAME",
+                   help="keep (and reuse) the PostgreSQL store in schema NAME")
+    args = p.parse_args(argv)
+    for kind in args.stores.split(","):
+        if kind == "sqlite":
+            ctx = sqlite_store(args.sessions, args.keep)
+        elif kind == "postgres":
+            dsn = os.environ.get("SESSIONIZE_TEST_PG")
+            if not dsn:
+                raise SystemExit('SESSIONIZE_TEST_PG is not set: eval "$(scripts/services.sh env)"')
+            from bench.services import bench_database
+
+            ctx = postgres_store(bench_database(dsn), args.sessions, args.keep_schema)
+        else:
+            raise SystemExit(f"unknown store {kind!r}: sqlite or postgres")
+        with ctx as (store, secs):
+            if secs is not None:
+                print(f"{kind}: {args.sessions:,} sessions written in {secs:.0f} s")
+            print_table(f"{kind}, {store.health()['sessions']:,} sessions",
+                        time_endpoints(store, args.repeat), TARGET_MS)
+    return 0
 
 
 if __name__ == "__main__":

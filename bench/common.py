@@ -33,6 +33,7 @@ class Figure:
     met: bool | None = None
     note: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    group: str = ""  # the figure set it belongs to (engine, backfill, e2e, lookup, analytics)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -61,3 +61,70 @@ def test_engine_and_backfill_figures_write_the_expected_json(tmp_path):
         counts = {r["count"] for r in f["details"]["runs"].values()}
         assert len(counts) == 1 and counts.pop() > 1_000
     assert "| figure" in table(figures)
+
+
+def _figure(name, group, value=1.0, **kw):
+    from bench.common import Figure
+
+    return Figure(name=name, value=value, unit="ms", target="< 200 ms", met=True, group=group, **kw)
+
+
+def test_partial_runs_merge_into_the_result_file(tmp_path):
+    out = tmp_path / "latest.json"
+    now = datetime.now(UTC)
+    write_result([_figure("engine a", "engine"), _figure("lookup b", "lookup")], False, out, now,
+                 machine(), 1.0)
+    write_result([_figure("lookup c", "lookup", 2.0)], False, out, now, machine(), 1.0, merge=True)
+    data = json.loads(out.read_text())
+    assert [f["name"] for f in data["figures"]] == ["engine a", "lookup c"]
+    assert set(data["sets"]) == {"engine", "lookup"}
+    # a quick run never mixes with a full run's file
+    write_result([_figure("lookup d", "lookup")], True, out, now, machine(), 1.0, merge=True)
+    assert [f["name"] for f in json.loads(out.read_text())["figures"]] == ["lookup d"]
+
+
+def test_quick_writes_quick_json_not_latest(monkeypatch, tmp_path):
+    import bench.__main__ as main
+
+    seen = {}
+
+    def fake_write(figures, quick, out, *args, **kwargs):
+        seen["out"] = out
+        return {"figures": figures, "seconds": 0}
+
+    monkeypatch.setattr(main, "RESULTS", tmp_path)
+    monkeypatch.setattr(main, "collect", lambda quick, only: [_figure("engine a", "engine")])
+    monkeypatch.setattr(main, "write_result", fake_write)
+    assert main.main(["--quick", "--only", "engine"]) == 0
+    assert seen["out"] == tmp_path / "quick.json"
+
+
+def test_report_renders_every_slot_and_figure(tmp_path):
+    from bench import report
+
+    rows = {"summary": {"1 day": {"median": 3.0, "p95": 4.0, "max": 4.0, "calls": 3},
+                        "30 days (all)": {"median": 250.0, "p95": 260.0, "max": 260.0,
+                                          "calls": 3}},
+            "live": {"30 days (all)": {"median": 1.0, "p95": 1.0, "max": 1.0, "calls": 3}}}
+    figures = [
+        _figure("engine throughput, mild (events/s, 1 core)", "engine", 2e6, baseline="Python",
+                baseline_value=4e4, ratio=50.0),
+        _figure("end to end Kafka -> engine", "e2e", None, note="failed: no Kafka"),
+        _figure("analytics slowest endpoint, SQLite, 20,000 sessions (median ms)", "analytics",
+                250.0, details={"store": "sqlite", "sessions": 20_000, "calls_per_point": 3,
+                                "ranges": ["1 day", "30 days (all)"], "endpoints": rows,
+                                "slowest": {"endpoint": "summary", "range": "30 days (all)",
+                                            "median": 250.0, "p95": 260.0, "max": 260.0}}),
+    ]
+    results = tmp_path / "latest.json"
+    write_result(figures, True, results, datetime.now(UTC), machine(), 1.0)
+    out = report.write(results, report.RESULTS / "profile.txt", report.TEMPLATE,
+                       tmp_path / "performance.md")
+    text = out.read_text()
+    assert "@@" not in text
+    table_lines = [line for line in text.splitlines() if line.startswith("| ")]
+    for f in figures:
+        assert any(line.startswith(f"| {f.name} ") for line in table_lines), f.name
+    assert "| summary | 3.0 | **250.0** |" in text
+    with pytest.raises(ValueError, match="NOPE"):
+        report.render(json.loads(results.read_text()), "", "@@TABLE@@ @@NOPE@@")
