@@ -1,22 +1,25 @@
 //! `sessionize_core`: the compiled session engine behind `sessionize.engine.fast.FastEngine`.
 //!
 //! One `Core` per partition. Events go in as batches of NumPy columns of integer codes (the
-//! Python wrapper keeps the string dictionaries and hands the key strings over incrementally,
-//! so that session ids can be hashed here); the batch's net changes come back as a dict of
-//! NumPy columns. The GIL is released while a batch is processed.
+//! Python wrapper keeps the small string dictionaries; the key dictionary, one entry per user,
+//! lives here, `vocab.rs`, which also lets session ids be hashed here); the batch's net changes
+//! come back as a dict of NumPy columns. The GIL is released while a batch is processed.
 
 mod engine;
 mod path;
 mod queue;
 mod sid;
 mod stamp;
+mod vocab;
 
 use numpy::{IntoPyArray, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::exceptions::PyTypeError;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use engine::{Batch, Cols, Config, Engine, Output};
+use vocab::KeyVocab;
 
 #[pyclass(module = "sessionize_core")]
 struct Core {
@@ -24,8 +27,7 @@ struct Core {
     partition: i64,
     gap: i64,
     grace: Option<i64>,
-    key_bytes: Vec<u8>,
-    key_offsets: Vec<u64>,
+    keys: KeyVocab,
 }
 
 const LIMIT: i64 = 1 << 60;
@@ -67,16 +69,38 @@ impl Core {
             path_cap,
             track_ids: track_event_ids,
         });
-        Ok(Core { eng, partition, gap: gap_ms, grace: grace_ms, key_bytes: Vec::new(), key_offsets: vec![0] })
+        Ok(Core { eng, partition, gap: gap_ms, grace: grace_ms, keys: KeyVocab::new() })
     }
 
-    /// Append key strings: the next codes are len(previous)..; Rust hashes session ids from them.
-    fn add_keys(&mut self, keys: Vec<String>) {
-        for k in &keys {
-            self.key_bytes.extend_from_slice(k.as_bytes());
-            self.key_offsets.push(self.key_bytes.len() as u64);
+    /// The code of one key (Python's `Vocab.code`): a new code for a key not seen yet; -1 for
+    /// None, "" or another falsy value.
+    fn key_code(&mut self, value: &Bound<'_, PyAny>) -> PyResult<i32> {
+        let c = self.code_of(value)?;
+        self.sync_keys();
+        Ok(c)
+    }
+
+    /// The codes of an iterable of keys, as an int32 array (new codes for keys not seen yet).
+    fn encode_keys<'py>(&mut self, py: Python<'py>, values: &Bound<'py, PyAny>)
+                        -> PyResult<Bound<'py, numpy::PyArray1<i32>>> {
+        let mut out: Vec<i32> = Vec::new();
+        let res = if let Ok(list) = values.cast::<PyList>() {
+            out.reserve(list.len());
+            list.iter().try_for_each(|v| self.code_of(&v).map(|c| out.push(c)))
+        } else {
+            values.try_iter()?.try_for_each(|v| self.code_of(&v?).map(|c| out.push(c)))
+        };
+        self.sync_keys(); // the codes handed out so far exist even when a value was refused
+        res?;
+        Ok(out.into_pyarray(py))
+    }
+
+    /// The key string of a code.
+    fn key_string(&self, code: i64) -> PyResult<String> {
+        if code < 0 || code as usize >= self.keys.len() {
+            return Err(PyValueError::new_err(format!("unknown key code {code}")));
         }
-        self.eng.add_keys(keys.len());
+        Ok(String::from_utf8(self.keys.get(code as usize).to_vec()).expect("keys are UTF-8"))
     }
 
     /// Append event types: one byte of flags each (1 = page view, 2 = conversion).
@@ -135,7 +159,7 @@ impl Core {
         }
         let (n_keys, n_types) = (self.eng.n_keys() as i64, self.eng.n_types() as i64);
         if b.key.iter().any(|&k| k as i64 >= n_keys) {
-            return Err(PyValueError::new_err("a key code has no key string (add_keys first)"));
+            return Err(PyValueError::new_err("a key code has no key string (codes come from the engine's keys.encode)"));
         }
         if b.typ.iter().any(|&t| t as i64 >= n_types) {
             return Err(PyValueError::new_err("a type code has no type flags (add_types first)"));
@@ -227,7 +251,7 @@ impl Core {
         for (name, bytes) in self.eng.memory() {
             d.set_item(name, bytes)?;
         }
-        d.set_item("key_strings", self.key_bytes.capacity() + self.key_offsets.capacity() * 8)?;
+        d.set_item("key_vocab", self.keys.bytes())?;
         Ok(d)
     }
 
@@ -248,19 +272,39 @@ impl Core {
 }
 
 impl Core {
+    fn code_of(&mut self, value: &Bound<'_, PyAny>) -> PyResult<i32> {
+        if let Ok(s) = value.cast::<PyString>() {
+            let s = s.to_str()?;
+            if s.is_empty() {
+                return Ok(-1);
+            }
+            return Ok(self.keys.code(s.as_bytes()) as i32);
+        }
+        if value.is_none() || !value.is_truthy()? {
+            return Ok(-1);
+        }
+        Err(PyTypeError::new_err(format!("a key must be a str, not {}", value.get_type().name()?)))
+    }
+
+    fn sync_keys(&mut self) {
+        let n = self.keys.len();
+        if n > self.eng.n_keys() {
+            self.eng.add_keys(n - self.eng.n_keys());
+        }
+    }
+
     fn hex_ids(&self, key: &[i32], created: &[u64]) -> PyResult<Vec<u8>> {
         if key.len() != created.len() {
             return Err(PyValueError::new_err("key and created must have the same length"));
         }
-        let n_keys = self.key_offsets.len() - 1;
+        let n_keys = self.keys.len();
         let mut out = vec![0u8; key.len() * 32];
         let mut buf = Vec::with_capacity(64);
         for (i, (&k, &c)) in key.iter().zip(created).enumerate() {
             if k < 0 || k as usize >= n_keys {
                 return Err(PyValueError::new_err(format!("unknown key code {k}")));
             }
-            let (lo, hi) = (self.key_offsets[k as usize] as usize, self.key_offsets[k as usize + 1] as usize);
-            sid::session_id_hex(&mut buf, self.partition, &self.key_bytes[lo..hi], c,
+            sid::session_id_hex(&mut buf, self.partition, self.keys.get(k as usize), c,
                                 (&mut out[i * 32..(i + 1) * 32]).try_into().expect("32 bytes"));
         }
         Ok(out)

@@ -233,6 +233,28 @@ def test_bad_columns_are_refused_without_changing_state():
         SessionEngine(fst.config).process([Event(key="a", ts=7)]).upserts[0]["session_id"]
 
 
+@needs_core
+def test_key_dictionary_in_the_core():
+    """The key dictionary lives in the core (bytes + offsets + a table of codes): dense codes in
+    first-seen order through its growth, None and "" are -1, any UTF-8, strings back by code."""
+    fst = fast.FastEngine(EngineConfig(gap_ms=10, grace_ms=None))
+    keys = [f"k{i}" for i in range(5000)] + ["ü", "日本", "a\x00b", "k1"]
+    codes = fst.keys.encode(iter([*keys, None, ""]))
+    assert codes.dtype.name == "int32"
+    assert codes.tolist() == [*range(5003), 1, -1, -1]
+    assert len(fst.keys) == len(fst.keys.strings) == 5003
+    assert [fst.keys.strings[c] for c in range(5003)] == keys[:-1]
+    assert fst.keys.strings[-1] == "a\x00b"
+    assert fst.keys.code("k4999") == 4999 and fst.keys.code("new") == 5003
+    assert fst.keys.decode(5001) == "日本" and fst.keys.decode(-1) is None
+    with pytest.raises(TypeError, match="str"):
+        fst.keys.encode(["x", 5])
+    assert fst.keys.code("x") == 5004  # coded before the refusal, kept
+    out = fst.process_columns(fst.keys.encode(["日本", "k7"]), [1, 2]).to_changeset()
+    ref = SessionEngine(fst.config).process([Event(key="日本", ts=1), Event(key="k7", ts=2)])
+    assert out.upserts == ref.upserts
+
+
 # ---------------------------------------------------------------------------- shared cases
 
 CASES = [json.loads(line) for line in (SHARED / "cases" / "semantics.jsonl").read_text().splitlines()

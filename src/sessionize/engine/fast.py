@@ -14,7 +14,8 @@ Two ways in:
   small batches);
 - ``process_columns(key_codes, ts, ...)``: the fast path, one call per batch of NumPy columns of
   integer codes from the engine's dictionaries (``engine.keys.encode(...)``, ``engine.types``,
-  ``engine.pages`` ...). It returns ColumnarChanges, the ChangeSet in columns; session ids and
+  ``engine.pages`` ...; the key dictionary, one entry per user, is kept compactly by the
+  core). It returns ColumnarChanges, the ChangeSet in columns; session ids and
   dict records are made only when asked for (``.session_ids()``, ``.records()``,
   ``.to_changeset()``).
 """
@@ -129,6 +130,48 @@ class Vocab:
         return self.strings[code] if code >= 0 else None
 
 
+class KeyVocab:
+    """The key dictionary, kept by the core (``vocab.rs``: the UTF-8 bytes, an offset and a
+    hash-table slot a key, ~22 bytes, against ~90 for a Python dict of str -> int and a list).
+    Same surface as Vocab: a key of None or "" is -1; ``strings[code]`` is the key string."""
+
+    __slots__ = ("_core", "strings")
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+        self.strings = _KeyStrings(core)
+
+    def __len__(self) -> int:
+        return self._core.n_keys
+
+    def code(self, value: str | None) -> int:
+        return self._core.key_code(value)
+
+    def encode(self, values: Iterable[str | None]) -> Any:
+        """Codes of ``values`` as an int32 array, adding the keys not seen yet."""
+        return self._core.encode_keys(values)
+
+    def decode(self, code: int) -> str | None:
+        return self._core.key_string(code) if code >= 0 else None
+
+
+class _KeyStrings:
+    """``keys.strings``: the key strings by code, read from the core on demand."""
+
+    __slots__ = ("_core",)
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+
+    def __len__(self) -> int:
+        return self._core.n_keys
+
+    def __getitem__(self, code: int) -> str:
+        if code < 0:
+            code += self._core.n_keys
+        return self._core.key_string(code)
+
+
 class FastEngine:
     """Sessions of one partition, computed by the compiled core. Same results as SessionEngine
     for the configurations it supports (see ``unsupported``)."""
@@ -147,7 +190,7 @@ class FastEngine:
         m = config.metrics
         self._core = _core.Core(partition, config.gap_ms, config.grace_ms, config.seal_retention_ms,
                                 m.path_cap, config.track_event_ids)
-        self.keys = Vocab()
+        self.keys = KeyVocab(self._core)
         self.types = Vocab(keep_empty=True)
         self.pages = Vocab()
         self.referrers = Vocab()
@@ -245,20 +288,18 @@ class FastEngine:
     # ------------------------------------------------------------------ internals
 
     def _sync(self) -> None:
-        """Hand the core the key strings and type flags it has not seen yet."""
+        """Hand the core the type flags it has not seen yet (keys are coded by the core)."""
         core = self._core
-        if len(self.keys) > core.n_keys:
-            core.add_keys(self.keys.strings[core.n_keys:])
         if len(self.types) > core.n_types:
             m = self.config.metrics
             core.add_types([(t in m.page_view_types) | (t in m.conversion_types) << 1
                             for t in self.types.strings[core.n_types:]])
 
     def _encode(self, events: Sequence[Event]) -> dict[str, Any]:
-        kc, tc, pc = self.keys.code, self.types.code, self.pages.code
+        tc, pc = self.types.code, self.pages.code
         rc, cc, uc = self.referrers.code, self.campaigns.code, self.user_agents.code
         cols: dict[str, Any] = {
-            "key_codes": [kc(e.key) for e in events],
+            "key_codes": self.keys.encode([e.key for e in events]),
             "ts": [e.ts for e in events],
             "type_codes": [tc(e.type) for e in events],
             "page_codes": [pc(e.page) for e in events],
