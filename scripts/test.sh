@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, then pytest. Tests that need PostgreSQL, Redis or Kafka get real
-# servers from scripts/services.sh, started here and stopped (by PID) when the run ends.
+# servers from scripts/services.sh, started here and stopped (by PID) when the run ends; the
+# dashboard tests get Debian's chromium from scripts/install-browser.sh.
+#   SESSIONIZE_NO_SERVICES=1   do not start services (their tests then skip, or fail under CI=1)
+#   SESSIONIZE_BENCH_SMOKE=1   also run `python -m bench --quick` (a smoke test, never timed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 
 echo "== ruff"
-$BIN/ruff check src tests
+$BIN/ruff check src tests bench
 
 if [ "${SESSIONIZE_NO_SERVICES:-}" != "1" ]; then
   echo "== services"
@@ -14,7 +17,14 @@ if [ "${SESSIONIZE_NO_SERVICES:-}" != "1" ]; then
   scripts/services.sh up
   if [ "$started" = "0" ]; then trap 'scripts/services.sh down' EXIT; fi
   eval "$(scripts/services.sh env)"
+  echo "== browser"
+  scripts/install-browser.sh
 fi
 
 echo "== pytest"
 $BIN/pytest "$@"
+
+if [ "${SESSIONIZE_BENCH_SMOKE:-}" = "1" ]; then
+  echo "== bench smoke (python -m bench --quick; numbers from CI are not measurements)"
+  $BIN/python -m bench --quick --strict --out "${TMPDIR:-/tmp}/sessionize-bench-smoke.json"
+fi

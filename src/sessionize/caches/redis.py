@@ -20,6 +20,8 @@ Lua script in the same transaction, so the set stays the size of what is cached.
 
 Reads: ``active_sessions`` is one round trip (MULTI: HVALS of the key's hash + HGETALL of the
 small stream-time hash); the status is derived there exactly as the stores derive it.
+``active_sessions_async`` is the same read on redis.asyncio, for an ``async def`` endpoint: it
+answers on the event loop instead of occupying a threadpool thread per request.
 
 TTL, a safety net only. Sessions leave the cache by explicit deletes: the worker HDELs each
 session when it is retracted or final. The TTL exists for orphans, sessions whose deletes
@@ -43,6 +45,7 @@ rebuild script derives hash names from set members, neither of which Redis Clust
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -50,6 +53,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis
+import redis.asyncio
+import redis.asyncio.retry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -109,6 +114,10 @@ class RedisCache:
                  unbounded_ttl_ms: int = DEFAULT_UNBOUNDED_TTL_MS) -> None:
         self.url = _redacted(url)
         self.prefix = prefix
+        self._raw_url = url
+        self._socket_timeout = socket_timeout
+        self._aclient: redis.asyncio.Redis | None = None  # made on first async read
+        self._aloop: asyncio.AbstractEventLoop | None = None  # the loop it belongs to
         try:
             self._client = redis.Redis.from_url(
                 url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
@@ -235,17 +244,38 @@ class RedisCache:
         pipe.hvals(self.user_hash(key))
         pipe.hgetall(self._stream_time)
         values, times = self._execute(pipe, f"reading the sessions of key {key!r}")
-        records = [orjson.loads(v) for v in values]
-        if not records:
-            return records
-        stream = {int(p): int(t) for p, t in times.items()}
-        for rec in records:
-            if rec["status"] == "open":
-                t = stream.get(rec["partition"])
-                if t is not None and rec["expires"] < t:
-                    rec["status"] = "inactive"
-        records.sort(key=_newest_first, reverse=True)
-        return records
+        return _active_records(values, times)
+
+    async def active_sessions_async(self, key: str) -> list[dict[str, Any]]:
+        """``active_sessions`` on redis.asyncio: the same one round trip and answer, without
+        blocking the event loop."""
+        pipe = self._async_client().pipeline(transaction=True)
+        pipe.hvals(self.user_hash(key))
+        pipe.hgetall(self._stream_time)
+        try:
+            values, times = await pipe.execute()
+        except redis.RedisError as exc:
+            raise self._cache_error(exc, f"reading the sessions of key {key!r}") from exc
+        return _active_records(values, times)
+
+    def _async_client(self) -> redis.asyncio.Redis:
+        """The redis.asyncio client of the running event loop (its connections belong to one
+        loop: a new loop, as in a test client, gets a new client)."""
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aloop is not loop:
+            self._aclient = redis.asyncio.Redis.from_url(
+                self._raw_url, socket_timeout=self._socket_timeout,
+                socket_connect_timeout=self._socket_timeout,
+                retry=redis.asyncio.retry.Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+            )
+            self._aloop = loop
+        return self._aclient
+
+    async def aclose(self) -> None:
+        """Close the async client's connections (on the loop that made them)."""
+        client, self._aclient, self._aloop = self._aclient, None, None
+        if client is not None:
+            await client.aclose()
 
     def stream_times(self) -> dict[int, int]:
         """Stream time per partition as last written."""
@@ -288,14 +318,33 @@ class RedisCache:
     def _run(self, call: Any, what: str) -> Any:
         try:
             return call()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise CacheError(
+        except redis.RedisError as exc:
+            raise self._cache_error(exc, what) from exc
+
+    def _cache_error(self, exc: redis.RedisError, what: str) -> CacheError:
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            return CacheError(
                 f"Redis at {self.where} ({self.url}) did not answer while {what}: {exc}. "
                 "Is it running? For development and tests start it with "
                 "`scripts/services.sh up redis`."
-            ) from exc
-        except redis.RedisError as exc:
-            raise CacheError(f"Redis at {self.where} refused {what}: {exc}") from exc
+            )
+        return CacheError(f"Redis at {self.where} refused {what}: {exc}")
+
+
+def _active_records(values: list[bytes], times: dict[bytes, bytes]) -> list[dict[str, Any]]:
+    """A key's cached records (HVALS) with each status as of its partition's stream time
+    (HGETALL of the stream times), newest start first."""
+    records = [orjson.loads(v) for v in values]
+    if not records:
+        return records
+    stream = {int(p): int(t) for p, t in times.items()}
+    for rec in records:
+        if rec["status"] == "open":
+            t = stream.get(rec["partition"])
+            if t is not None and rec["expires"] < t:
+                rec["status"] = "inactive"
+    records.sort(key=_newest_first, reverse=True)
+    return records
 
 
 def _newest_first(rec: dict[str, Any]) -> tuple[int, str]:

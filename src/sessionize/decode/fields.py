@@ -47,59 +47,84 @@ class RecordDecoder:
         self.fields = fields
         self._parse_ts = make_parser(fields.ts_format, fields.input_tz)
         self._parse_received = make_parser("iso", "UTC")
+        # the names read for every record, looked up once (decode is per record, hot)
+        self._key1 = fields.key[0] if len(fields.key) == 1 else None
+        self._ts1 = fields.ts[0] if len(fields.ts) == 1 else None
+        self._ts_name = "+".join(fields.ts)
+        self._texts = tuple(name or None for name in (
+            fields.type, fields.event_id, fields.page, fields.referrer, fields.user_agent))
 
     def decode(self, rec: Mapping[str, Any], offset: int | None, raw: Any) -> Event | Rejection:
         f = self.fields
-        key = _joined(rec, f.key)
+        get = rec.get
+        if self._key1 is not None:
+            key = get(self._key1)
+            if key.__class__ is not str:
+                key = _text(key)
+            elif not key:
+                key = None
+        else:
+            key = _joined(rec, f.key)
         if key is not None and "\x00" in key:
             return Rejection(Reason.MALFORMED, raw, "the key contains a NUL character", offset)
-        if len(f.ts) == 1:
-            ts_value = rec.get(f.ts[0])
+        if self._ts1 is not None:
+            ts_value = get(self._ts1)
         else:
-            parts = [rec.get(name) for name in f.ts]
+            parts = [get(name) for name in f.ts]
             ts_value = None if any(p in (None, "") for p in parts) else " ".join(map(str, parts))
         if ts_value is None or ts_value == "":
-            return Rejection(Reason.MALFORMED, raw, f"missing timestamp field {'+'.join(f.ts)!r}",
+            return Rejection(Reason.MALFORMED, raw, f"missing timestamp field {self._ts_name!r}",
                              offset, key)
         try:
             ts = self._parse_ts(ts_value)
         except BadTimestamp as exc:
-            return Rejection(Reason.MALFORMED, raw, f"field {'+'.join(f.ts)!r}: {exc}", offset, key)
-        etype = _text(rec.get(f.type)) if f.type else None
+            return Rejection(Reason.MALFORMED, raw, f"field {self._ts_name!r}: {exc}", offset, key)
+        # type, event_id, page, referrer, user_agent as _text() reads them, unrolled (hot)
+        tn, en, pn, rn, un = self._texts
+        v = get(tn) if tn is not None else None
+        etype = None if v is None or v == "" else v if v.__class__ is str else str(v)
+        v = get(en) if en is not None else None
+        event_id = None if v is None or v == "" else v if v.__class__ is str else str(v)
+        v = get(pn) if pn is not None else None
+        page = None if v is None or v == "" else v if v.__class__ is str else str(v)
+        v = get(rn) if rn is not None else None
+        referrer = None if v is None or v == "" else v if v.__class__ is str else str(v)
+        v = get(un) if un is not None else None
+        user_agent = None if v is None or v == "" else v if v.__class__ is str else str(v)
         if etype is None:
             etype = f.default_type
         revenue = None
         if f.revenue:
-            value = rec.get(f.revenue)
-            if value not in (None, ""):
-                try:
-                    revenue = float(value)
-                except (TypeError, ValueError):
-                    return Rejection(Reason.MALFORMED, raw,
-                                     f"field {f.revenue!r}: not a number: {value!r}", offset, key)
+            value = get(f.revenue)
+            if value is not None and value != "":
+                if value.__class__ is float:
+                    revenue = value
+                else:
+                    try:
+                        revenue = float(value)
+                    except (TypeError, ValueError):
+                        return Rejection(Reason.MALFORMED, raw,
+                                         f"field {f.revenue!r}: not a number: {value!r}", offset,
+                                         key)
         received_at = None
         if f.received_at:
-            value = rec.get(f.received_at)
-            if value not in (None, ""):
+            value = get(f.received_at)
+            if value is not None and value != "":
                 try:
                     received_at = self._parse_received(value)
                 except BadTimestamp as exc:
                     return Rejection(Reason.MALFORMED, raw, f"field {f.received_at!r}: {exc}",
                                      offset, key)
-        return Event(
-            key=key,
-            ts=ts,
-            type=etype,
-            event_id=_text(rec.get(f.event_id)) if f.event_id else None,
-            page=_text(rec.get(f.page)) if f.page else None,
-            referrer=_text(rec.get(f.referrer)) if f.referrer else None,
-            campaign=_joined(rec, f.campaign, sep="/", partial=True) if f.campaign else None,
-            user_agent=_text(rec.get(f.user_agent)) if f.user_agent else None,
-            revenue=revenue,
-            received_at=received_at,
-            offset=offset,
-            raw=raw,
-        )
+        campaign = None
+        if f.campaign:
+            for name in f.campaign:
+                value = get(name)
+                if value is not None and value != "":  # else all absent: no campaign
+                    campaign = _joined(rec, f.campaign, sep="/", partial=True)
+                    break
+        # positional, in the order of Event's fields (much cheaper than keywords)
+        return Event(key, ts, etype, event_id, page, referrer, campaign, user_agent, revenue,
+                     False, received_at, offset, raw)
 
 
 def _text(value: Any) -> str | None:

@@ -14,18 +14,26 @@ from sessionize.engine.event import Event, Reason, Rejection
 def decode_json(decoder: RecordDecoder, text: str, offset: int, where: str,
                 received_at: int | None = None) -> Event | Rejection:
     """``where`` names the place for messages (``line 12``, ``partition 3 offset 77``)."""
+    item = decode_json_text(decoder, text, offset, received_at)
+    if item.__class__ is Rejection:
+        item.detail = f"{where}: {item.detail}"  # type: ignore[union-attr]
+    return item
+
+
+def decode_json_text(decoder: RecordDecoder, text: str, offset: int,
+                     received_at: int | None = None) -> Event | Rejection:
+    """``decode_json`` whose rejection details do not name the place yet: the caller prefixes
+    them (so that the place is only formatted for the rare rejection, not for every record)."""
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        return Rejection(Reason.MALFORMED, text, f"{where}: not valid JSON: {exc}", offset)
-    if not isinstance(obj, dict):
-        return Rejection(Reason.MALFORMED, text, f"{where}: expected a JSON object, got "
-                         f"{_kind(obj)}", offset)
+        return Rejection(Reason.MALFORMED, text, f"not valid JSON: {exc}", offset)
+    if obj.__class__ is not dict:
+        return Rejection(Reason.MALFORMED, text, f"expected a JSON object, got {_kind(obj)}",
+                         offset)
     item = decoder.decode(obj, offset, text)
-    if isinstance(item, Rejection):
-        item.detail = f"{where}: {item.detail}"
-    elif received_at is not None and item.received_at is None:
-        item.received_at = received_at
+    if received_at is not None and item.__class__ is Event and item.received_at is None:
+        item.received_at = received_at  # type: ignore[union-attr]
     return item
 
 

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from sessionize.decode.fields import FieldMap, RecordDecoder
-from sessionize.decode.jsonrecord import decode_json
+from sessionize.decode.jsonrecord import decode_json_text
 from sessionize.engine.event import Event, Reason, Rejection
 from sessionize.errors import ConfigError
 
@@ -100,35 +100,48 @@ class KafkaSource:
         """Up to ``max_messages`` records, decoded and grouped by partition in offset order."""
         msgs = self._consumer.consume(num_messages=max_messages, timeout=timeout)
         out: dict[int, PartitionBatch] = {}
+        decode = self._decode
         decoder = self._decoder
+        items: list[Event | Rejection] = []
+        batch: PartitionBatch | None = None
+        current = -1
+        recovered = False  # a record arrived after the last error: Kafka answers again
         for msg in msgs:
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
                     self.last_error = f"{err.name()}: {err.str()}"
                     log.warning("kafka: %s", self.last_error)
+                    recovered = False
                 continue
-            self.last_error = None
+            recovered = True
             partition, offset = msg.partition(), msg.offset()
-            batch = out.setdefault(partition, PartitionBatch())
-            batch.items.append(self._decode(decoder, msg.value(), partition, offset,
-                                            msg.timestamp()[1]))
-            batch.next_offset = offset + 1
+            if partition != current:  # records come in runs of one partition
+                batch = out.get(partition)
+                if batch is None:
+                    batch = out[partition] = PartitionBatch()
+                items, current = batch.items, partition
+            items.append(decode(decoder, msg.value(), partition, offset, msg.timestamp()[1]))
+            batch.next_offset = offset + 1  # type: ignore[union-attr]
+        if recovered:
+            self.last_error = None
         return out
 
     @staticmethod
     def _decode(decoder: RecordDecoder, value: bytes | None, partition: int, offset: int,
                 timestamp_ms: int) -> Event | Rejection:
-        where = f"partition {partition} offset {offset}"
         if value is None:
-            return Rejection(Reason.MALFORMED, None, f"{where}: record has no value", offset)
+            return Rejection(Reason.MALFORMED, None,
+                             f"partition {partition} offset {offset}: record has no value", offset)
         try:
             text = value.decode("utf-8")
         except UnicodeDecodeError as exc:
             return Rejection(Reason.MALFORMED, value.decode("utf-8", "backslashreplace"),
-                             f"{where}: not UTF-8: {exc}", offset)
-        received = timestamp_ms if timestamp_ms > 0 else None
-        return decode_json(decoder, text, offset, where, received)
+                             f"partition {partition} offset {offset}: not UTF-8: {exc}", offset)
+        item = decode_json_text(decoder, text, offset, timestamp_ms if timestamp_ms > 0 else None)
+        if item.__class__ is Rejection:
+            item.detail = f"partition {partition} offset {offset}: {item.detail}"  # type: ignore[union-attr]
+        return item
 
     def rewind(self, offsets: dict[int, int | None]) -> None:
         """Put the assigned partitions back at the offsets stored with the last committed
