@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from sessionize.api import create_app
 from sessionize.api.queries import CachedQueries
 from sessionize.caches.redis import RedisCache
-from sessionize.engine import EngineConfig, SessionEngine
+from sessionize.engine import EngineConfig, Event, SessionEngine
 from sessionize.stores.base import RunInfo
 from sessionize.stores.sqlite import SqliteStore
 from tests.caches import redis_url
@@ -174,4 +174,39 @@ def test_a_cache_health_that_raises_is_reported(tmp_path: Path) -> None:
         assert health["ok"] is False and health["store"] == "sqlite"
         assert health["cache"] == {"ok": False, "error": "RuntimeError: boom"}
     finally:
+        store.close()
+
+
+AWKWARD_KEYS = ("10.0.0.1|Mozilla/5.0 (X11; Linux x86_64) a%b?c#d", "/leading/slash", "ü ñ 名")
+
+
+def test_the_fast_path_answers_as_the_framework_route(redis_url: str, tmp_path: Path) -> None:
+    """The active lookup of a cached app is answered in front of FastAPI (api/lookup.py): for
+    keys with slashes, spaces, reserved and non-ASCII characters it must give exactly what the
+    FastAPI route over the store gives, and leave every other route to the framework."""
+    store = SqliteStore(tmp_path / "s.db")
+    cache = RedisCache.for_config(redis_url, CONFIG,
+                                  prefix=f"sessionize-test:{secrets.token_hex(6)}:")
+    try:
+        engine = SessionEngine(CONFIG)
+        run_id = store.begin_run(RunInfo("awkward", {}, 0))
+        events = [Event(key=k, ts=1_700_000_000_000 + i * 60_000, type="page_view", offset=i)
+                  for i, k in enumerate(AWKWARD_KEYS * 2)]
+        changes = engine.process(events)
+        store.apply(run_id, 0, changes)
+        cache.apply(0, changes)
+        fast = TestClient(create_app(CachedQueries(store, cache)))
+        plain = TestClient(create_app(store))
+        for key in AWKWARD_KEYS:
+            body = active(fast, key)
+            assert [s["key"] for s in body["sessions"]] == [key]
+            assert body["sessions"][0]["event_count"] == 2
+            assert body == active(plain, key)
+        # the same path with another method, and its neighbours, are the framework's
+        assert fast.post("/users/x/sessions/active").status_code == 405
+        assert fast.get("/users/x/sessions/activ").json()["error"] == "not_found"
+        assert fast.get("/users/x/sessions").json() == plain.get("/users/x/sessions").json()
+    finally:
+        cache.clear()
+        cache.close()
         store.close()

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -120,6 +121,11 @@ def create_app(queries: SessionQueries, *, title: str = "sessionize") -> FastAPI
     add_analytics_routes(app, queries)
     _add_metrics_route(app, queries)
     add_dashboard_routes(app)
+    read = getattr(queries, "active_sessions_async", None)
+    if read is not None:  # the hot lookup in front of the framework (api/lookup.py)
+        from sessionize.api.lookup import ActiveSessionsFastPath
+
+        app.add_middleware(ActiveSessionsFastPath, read=read, present=present)
     return app
 
 
@@ -155,9 +161,15 @@ def _add_session_routes(app: FastAPI, queries: SessionQueries) -> None:
 
     @app.get("/users/{key:path}/sessions/active", summary="A user's open and inactive sessions",
              description=KEY_NOTE)
-    def active_sessions(key: str) -> Response:
-        sessions = [present(r) for r in queries.active_sessions(key)]
-        return OrjsonResponse({"key": key, "sessions": sessions})
+    async def active_sessions(key: str) -> Response:
+        # the hot lookup: on the event loop when the reads can be awaited (Redis), else on the
+        # threadpool like every other (blocking) store read
+        read = getattr(queries, "active_sessions_async", None)
+        if read is not None:
+            records = await read(key)
+        else:
+            records = await run_in_threadpool(queries.active_sessions, key)
+        return OrjsonResponse({"key": key, "sessions": [present(r) for r in records]})
 
     @app.get("/users/{key:path}/sessions", summary="A user's sessions overlapping a range",
              description=f"Newest first, paged: pass next_cursor back as cursor. {KEY_NOTE}")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from sessionize.caches.base import SessionCache
 from sessionize.errors import CacheError, StoreError
 from sessionize.stores.base import SessionQueries
@@ -42,6 +44,20 @@ class CachedQueries:
                 raise StoreError(f"the session cache is unavailable: {exc}") from exc
             log.warning("cache unavailable, reading active sessions from the store: %s", exc)
             return self.store.active_sessions(key)
+
+    async def active_sessions_async(self, key: str) -> list[dict[str, Any]]:
+        """``active_sessions`` without a threadpool hop when the cache reads asynchronously
+        (Redis): the hot lookup then costs one round trip on the event loop."""
+        read = getattr(self.cache, "active_sessions_async", None)
+        if read is None:
+            return await run_in_threadpool(self.active_sessions, key)
+        try:
+            return await read(key)
+        except CacheError as exc:
+            if not self.fallback:
+                raise StoreError(f"the session cache is unavailable: {exc}") from exc
+            log.warning("cache unavailable, reading active sessions from the store: %s", exc)
+            return await run_in_threadpool(self.store.active_sessions, key)
 
     def user_sessions(self, key: str, start_ms: int | None, end_ms: int | None, limit: int,
                       cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:

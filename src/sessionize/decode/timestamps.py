@@ -8,7 +8,7 @@ repeated local hour resolves to its first occurrence (``fold=0``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -131,5 +131,8 @@ def format_ms(ms: int | None) -> str | None:
     """ISO-8601 UTC with milliseconds, the form every output uses (``2026-01-01T00:00:00.000Z``)."""
     if ms is None:
         return None
-    dt = datetime.fromtimestamp(ms // 1000, UTC)
-    return f"{dt.strftime('%Y-%m-%dT%H:%M:%S')}.{ms % 1000:03d}Z"
+    # naive arithmetic + isoformat: about 3x cheaper than strftime (every API record has three)
+    return (_NAIVE_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds") + "Z"
+
+
+_NAIVE_EPOCH = datetime(1970, 1, 1)
