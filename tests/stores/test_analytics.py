@@ -13,7 +13,7 @@ import itertools
 import sqlite3
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ import pytest
 
 from sessionize.engine import ChangeSet, EngineConfig, Event, Reason, Rejection, SessionEngine
 from sessionize.stores import analytics as an
+from sessionize.stores.columnar import ColumnarAnalytics
 from sessionize.stores.postgres import MIGRATIONS as PG_MIGRATIONS
 from sessionize.stores.postgres import PostgresStore
 from sessionize.stores.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
@@ -43,6 +44,25 @@ def rees46_events() -> list[Event]:
               referrer=r["category_code"] or None, revenue=float(r["price"]), offset=i, raw=r)
         for i, r in enumerate(read_rees46())
     ]
+
+
+Reader = Callable[[Any], Any]
+
+
+@pytest.fixture(scope="module", params=["sql", "columnar"])
+def read(request: pytest.FixtureRequest) -> Reader:
+    """How the analytics are read: the store's own SQL, or the columnar copy
+    (``ColumnarAnalytics``, refreshed from the store just before) that ``serve`` answers from.
+    Every analytics test runs with both, against the same independent computation."""
+    if request.param == "sql":
+        return lambda store: store
+
+    def columnar(store: Any) -> ColumnarAnalytics:
+        reader = ColumnarAnalytics(store)
+        assert reader.refresh() and reader.ready
+        return reader
+
+    return columnar
 
 
 def new_store(kind: str, request: pytest.FixtureRequest, name: str) -> Any:
@@ -91,11 +111,11 @@ def naive_funnel(finals: list[dict[str, Any]], steps: list[str]
 @pytest.mark.parametrize("steps", [["view", "cart", "purchase"], ["cart", "purchase"],
                                    ["view", "purchase"], ["purchase", "view"],
                                    ["view", "view", "view", "cart"], ["view", "nothing"]])
-def test_funnel_matches_a_direct_computation(shop: RealRun, steps: list[str]) -> None:
+def test_funnel_matches_a_direct_computation(read: Reader, shop: RealRun, steps: list[str]) -> None:
     for lo, hi in ((None, None), (T0 + 30 * MIN, T0 + 120 * MIN)):
         chosen = in_range(shop.finals, lo, hi)
         reached, medians = naive_funnel(chosen, steps)
-        got = shop.store.funnel(steps, lo, hi)
+        got = read(shop.store).funnel(steps, lo, hi)
         assert got["sessions"] == len(chosen)
         assert [s["sessions"] for s in got["steps"]] == reached
         assert [s["type"] for s in got["steps"]] == steps
@@ -105,13 +125,15 @@ def test_funnel_matches_a_direct_computation(shop: RealRun, steps: list[str]) ->
             assert s["conversion_from_previous"] == (reached[k] / prev if prev else None)
             assert s["conversion_from_first"] == (reached[k] / reached[0] if reached[0] else None)
         assert got["truncated_paths"] == sum(f["path_truncated"] for f in chosen)
-    full = shop.store.funnel(["view", "cart", "purchase"], None, None)
+    full = read(shop.store).funnel(["view", "cart", "purchase"], None, None)
     assert [s["sessions"] for s in full["steps"]][:1] == [1753]  # every session has a view
     assert full["steps"][2]["sessions"] > 0  # and some reach a purchase through the cart
 
 
 def test_funnel_times_come_from_a_uniform_sample_past_the_limit(
         shop: RealRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SQL path medians a sample past TIMING_SAMPLE sessions; the columnar copy never
+    samples (every session, exactly)."""
     steps = ["view", "view"]
     full = shop.store.funnel(steps, None, None)
     assert full["timing"] == {"sessions": full["steps"][1]["sessions"], "sampled": False}
@@ -123,9 +145,12 @@ def test_funnel_times_come_from_a_uniform_sample_past_the_limit(
     ratio = sampled["steps"][1]["median_ms_from_previous"] / full["steps"][1][
         "median_ms_from_previous"]
     assert 0.6 < ratio < 1.6
+    columnar = ColumnarAnalytics(shop.store)
+    columnar.refresh()
+    assert columnar.funnel(steps, None, None) == full  # exact, whatever the sample size
 
 
-def test_funnel_steps_are_whole_types_whatever_their_characters(store: Any) -> None:
+def test_funnel_steps_are_whole_types_whatever_their_characters(read: Reader, store: Any) -> None:
     """Types holding GLOB, regex, LIKE and JSON specials match only themselves."""
     odd = ['a*b', 'x"view', "[v]", ".+", "50%_", "back\\slash", "view", "ünï", "a,b"]
     paths = {"s1": ["x\"view", "a*b", "[v]"], "s2": ["view", "aXb", "v"], "s3": [".+", "50%_"],
@@ -137,18 +162,18 @@ def test_funnel_steps_are_whole_types_whatever_their_characters(store: Any) -> N
     store.apply(1, 0, engine.flush())
     for t in odd:
         want = sum(t in p for p in paths.values())
-        assert store.funnel([t, t], None, None)["steps"][0]["sessions"] == want, t
-    assert [s["sessions"] for s in store.funnel(["x\"view", "a*b", "[v]"], None, None)["steps"]] \
+        assert read(store).funnel([t, t], None, None)["steps"][0]["sessions"] == want, t
+    assert [s["sessions"] for s in read(store).funnel(["x\"view", "a*b", "[v]"], None, None)["steps"]] \
         == [1, 1, 1]
-    assert [s["sessions"] for s in store.funnel(["view", "a*b"], None, None)["steps"]] == [1, 0]
-    assert [s["sessions"] for s in store.funnel([".+", "50%_"], None, None)["steps"]] == [1, 1]
-    assert [s["sessions"] for s in store.funnel(["back\\slash", "ünï", "a,b"], None, None)
+    assert [s["sessions"] for s in read(store).funnel(["view", "a*b"], None, None)["steps"]] == [1, 0]
+    assert [s["sessions"] for s in read(store).funnel([".+", "50%_"], None, None)["steps"]] == [1, 1]
+    assert [s["sessions"] for s in read(store).funnel(["back\\slash", "ünï", "a,b"], None, None)
             ["steps"]] == [1, 1, 1]
-    assert [s["sessions"] for s in store.funnel(["a", "b"], None, None)["steps"]] == [1, 1]
-    assert store.funnel(["a*b", "[v]"], None, None)["steps"][1]["median_ms_from_previous"] == 1000
+    assert [s["sessions"] for s in read(store).funnel(["a", "b"], None, None)["steps"]] == [1, 1]
+    assert read(store).funnel(["a*b", "[v]"], None, None)["steps"][1]["median_ms_from_previous"] == 1000
 
 
-def test_funnel_time_is_between_the_earliest_matching_events(store: Any) -> None:
+def test_funnel_time_is_between_the_earliest_matching_events(read: Reader, store: Any) -> None:
     engine = SessionEngine(EngineConfig(gap_ms=10 * MIN))
     # view@0 view@1m cart@3m view@4m purchase@6m   and   view@0 cart@1m purchase@2m
     events = [Event("u", T0 + m * MIN, t) for m, t in
@@ -156,7 +181,7 @@ def test_funnel_time_is_between_the_earliest_matching_events(store: Any) -> None
     events += [Event("w", T0 + m * MIN, t) for m, t in ((0, "view"), (1, "cart"), (2, "purchase"))]
     store.apply(1, 0, engine.process(events))
     store.apply(1, 0, engine.flush())
-    got = store.funnel(["view", "cart", "purchase"], None, None)["steps"]
+    got = read(store).funnel(["view", "cart", "purchase"], None, None)["steps"]
     assert [s["median_ms_from_previous"] for s in got] == [None, (3 + 1) / 2 * MIN,
                                                            (3 + 1) / 2 * MIN]
 
@@ -189,8 +214,8 @@ def naive_buckets(finals: list[dict[str, Any]], tz: str, interval: str
                                               ("Europe/Berlin", "hour"), ("Asia/Kolkata", "hour"),
                                               ("Asia/Kathmandu", "hour"),
                                               ("America/Los_Angeles", "day")])
-def test_timeseries_matches_local_buckets(shop: RealRun, tz: str, interval: str) -> None:
-    got = shop.store.timeseries(interval, tz, None, None)
+def test_timeseries_matches_local_buckets(read: Reader, shop: RealRun, tz: str, interval: str) -> None:
+    got = read(shop.store).timeseries(interval, tz, None, None)
     assert got["tz"] == tz and got["interval"] == interval
     expected = naive_buckets(shop.finals, tz, interval)
     nonzero = {b["start"]: (b["sessions"], b["users"], b["events"])
@@ -203,8 +228,8 @@ def test_timeseries_matches_local_buckets(shop: RealRun, tz: str, interval: str)
         assert all(b - a == HOUR for a, b in itertools.pairwise(starts))
 
 
-def test_timeseries_rates_per_bucket(shop: RealRun) -> None:
-    for b in shop.store.timeseries("hour", "UTC", None, None)["buckets"]:
+def test_timeseries_rates_per_bucket(read: Reader, shop: RealRun) -> None:
+    for b in read(shop.store).timeseries("hour", "UTC", None, None)["buckets"]:
         lo = b["start_ms"]
         chosen = in_range(shop.finals, lo, lo + HOUR)
         assert b["sessions"] == len(chosen)
@@ -217,8 +242,8 @@ def test_timeseries_rates_per_bucket(shop: RealRun) -> None:
             assert b["bounce_rate"] is None
 
 
-def test_timeseries_with_a_range_has_every_bucket_even_empty(shop: RealRun) -> None:
-    got = shop.store.timeseries("hour", "UTC", T0 - 2 * HOUR, T0 + 6 * HOUR)["buckets"]
+def test_timeseries_with_a_range_has_every_bucket_even_empty(read: Reader, shop: RealRun) -> None:
+    got = read(shop.store).timeseries("hour", "UTC", T0 - 2 * HOUR, T0 + 6 * HOUR)["buckets"]
     assert [b["start"][11:16] for b in got] == ["22:00", "23:00", "00:00", "01:00", "02:00",
                                                 "03:00", "04:00", "05:00"]
     assert [b["sessions"] for b in got][:2] == [0, 0] and got[-1]["sessions"] == 0
@@ -228,7 +253,7 @@ def _utc(*args: int) -> int:
     return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
 
 
-def test_timeseries_across_dst_in_berlin(store: Any) -> None:
+def test_timeseries_across_dst_in_berlin(read: Reader, store: Any) -> None:
     """Clocks fall back on 2019-10-27 (03:00 CEST -> 02:00 CET) and spring forward on
     2019-03-31 (02:00 CET -> 03:00 CEST): one session in each real hour around both."""
     engine = SessionEngine(EngineConfig(gap_ms=10 * MIN))
@@ -238,7 +263,7 @@ def test_timeseries_across_dst_in_berlin(store: Any) -> None:
     store.apply(1, 0, engine.process(sorted(events, key=lambda e: e.ts)))
     store.apply(1, 0, engine.flush())
 
-    hours = store.timeseries("hour", "Europe/Berlin", _utc(2019, 10, 26, 22),
+    hours = read(store).timeseries("hour", "Europe/Berlin", _utc(2019, 10, 26, 22),
                              _utc(2019, 10, 27, 6))["buckets"]
     assert [b["start"] for b in hours] == [
         "2019-10-27T00:00:00+02:00", "2019-10-27T01:00:00+02:00", "2019-10-27T02:00:00+02:00",
@@ -246,7 +271,7 @@ def test_timeseries_across_dst_in_berlin(store: Any) -> None:
         "2019-10-27T05:00:00+01:00", "2019-10-27T06:00:00+01:00"]
     assert [b["sessions"] for b in hours] == [1] * 8  # the repeated hour is two buckets
 
-    days = store.timeseries("day", "Europe/Berlin", _utc(2019, 3, 29), _utc(2019, 10, 30)
+    days = read(store).timeseries("day", "Europe/Berlin", _utc(2019, 3, 29), _utc(2019, 10, 30)
                             )["buckets"]
     by_day = {b["start"]: b["sessions"] for b in days}
     assert by_day["2019-10-27T00:00:00+02:00"] == 8  # 00:05 CEST .. 06:05 CET
@@ -260,18 +285,18 @@ def test_timeseries_across_dst_in_berlin(store: Any) -> None:
     assert lengths["2019-03-31T00:00:00+01:00"] == 23
     assert lengths["2019-06-01T00:00:00+02:00"] == 24
 
-    spring_hours = store.timeseries("hour", "Europe/Berlin", _utc(2019, 3, 30, 23),
+    spring_hours = read(store).timeseries("hour", "Europe/Berlin", _utc(2019, 3, 30, 23),
                                     _utc(2019, 3, 31, 5))["buckets"]
     assert [b["start"][11:16] for b in spring_hours] == ["00:00", "01:00", "03:00", "04:00",
                                                          "05:00", "06:00"]
 
 
-def test_timeseries_refuses_too_many_buckets_and_unknown_zones(store: Any) -> None:
+def test_timeseries_refuses_too_many_buckets_and_unknown_zones(read: Reader, store: Any) -> None:
     with pytest.raises(ValueError, match="too many"):
-        store.timeseries("hour", "UTC", 0, 10 * 365 * 86_400_000)
+        read(store).timeseries("hour", "UTC", 0, 10 * 365 * 86_400_000)
     with pytest.raises(ValueError, match="Europe/Berlin"):
-        store.timeseries("day", "Europe/Berln", None, None)
-    assert store.timeseries("day", "UTC", None, None)["buckets"] == []  # empty store
+        read(store).timeseries("day", "Europe/Berln", None, None)
+    assert read(store).timeseries("day", "UTC", None, None)["buckets"] == []  # empty store
 
 
 # ---------------------------------------------------------------------- histograms
@@ -280,9 +305,9 @@ def test_timeseries_refuses_too_many_buckets_and_unknown_zones(store: Any) -> No
 @pytest.mark.parametrize(("metric", "field", "edges"), [
     ("duration", "duration_ms", None), ("events", "event_count", None),
     ("duration", "duration_ms", [60_000, 300_000]), ("events", "event_count", [2, 10])])
-def test_histogram_matches_a_direct_count(shop: RealRun, metric: str, field: str,
+def test_histogram_matches_a_direct_count(read: Reader, shop: RealRun, metric: str, field: str,
                                           edges: list[int] | None) -> None:
-    got = shop.store.histogram(metric, None, None, edges)
+    got = read(shop.store).histogram(metric, None, None, edges)
     bins = got["bins"]
     assert bins[0]["lo"] == 0 and bins[-1]["hi"] is None
     if edges:
@@ -313,11 +338,11 @@ def ranked(finals: list[dict[str, Any]], field: str) -> list[tuple[str, int]]:
 
 
 @pytest.mark.parametrize(("kind_", "field"), [("entry", "entry_page"), ("exit", "exit_page")])
-def test_top_pages_in_order_and_paged(shop: RealRun, kind_: str, field: str) -> None:
+def test_top_pages_in_order_and_paged(read: Reader, shop: RealRun, kind_: str, field: str) -> None:
     expected = ranked(shop.finals, field)
-    first = shop.store.top_pages(kind_, None, None, 10, None)
+    first = read(shop.store).top_pages(kind_, None, None, 10, None)
     assert [(r["page"], r["sessions"]) for r in first["rows"]] == expected[:10]
-    everything = walk_ranked(lambda c: shop.store.top_pages(kind_, None, None, 97, c))
+    everything = walk_ranked(lambda c: read(shop.store).top_pages(kind_, None, None, 97, c))
     assert [(r["page"], r["sessions"]) for r in everything] == expected
     top = first["rows"][0]
     mine = [f for f in shop.finals if f[field] == top["page"]]
@@ -326,9 +351,9 @@ def test_top_pages_in_order_and_paged(shop: RealRun, kind_: str, field: str) -> 
     assert first["sessions"] == 1753 and first["without_value"]["sessions"] == 0
 
 
-def test_conversion_by_campaign_and_referrer(shop: RealRun) -> None:
+def test_conversion_by_campaign_and_referrer(read: Reader, shop: RealRun) -> None:
     for dim in ("campaign", "referrer", "entry_page"):
-        rows = walk_ranked(lambda c, dim=dim: shop.store.conversion_by(dim, None, None, 50, c))
+        rows = walk_ranked(lambda c, dim=dim: read(shop.store).conversion_by(dim, None, None, 50, c))
         assert [(r["value"], r["sessions"]) for r in rows] == ranked(shop.finals, dim)
         for r in rows[:20]:
             mine = [f for f in shop.finals if f[dim] == r["value"]]
@@ -336,24 +361,24 @@ def test_conversion_by_campaign_and_referrer(shop: RealRun) -> None:
             assert r["conversion_rate"] == pytest.approx(r["converted"] / len(mine))
             assert r["revenue"] == pytest.approx(sum(f["revenue"] for f in mine))
         none = [f for f in shop.finals if f[dim] is None]
-        got = shop.store.conversion_by(dim, None, None, 5, None)["without_value"]
+        got = read(shop.store).conversion_by(dim, None, None, 5, None)["without_value"]
         assert got["sessions"] == len(none)
         assert got["converted"] == sum(f["conversions"] > 0 for f in none)
     assert any(r["converted"] for r in walk_ranked(
-        lambda c: shop.store.conversion_by("campaign", None, None, 50, c)))
+        lambda c: read(shop.store).conversion_by("campaign", None, None, 50, c)))
 
 
-def test_ranked_lists_respect_the_range(shop: RealRun) -> None:
+def test_ranked_lists_respect_the_range(read: Reader, shop: RealRun) -> None:
     lo, hi = T0 + 30 * MIN, T0 + 60 * MIN
-    got = walk_ranked(lambda c: shop.store.top_pages("entry", lo, hi, 25, c))
+    got = walk_ranked(lambda c: read(shop.store).top_pages("entry", lo, hi, 25, c))
     assert [(r["page"], r["sessions"]) for r in got] == ranked(in_range(shop.finals, lo, hi),
                                                              "entry_page")
 
 
 @pytest.mark.parametrize("cursor", ["garbage!", "W10", "WyJ4IiwxXQ"])
-def test_a_bad_ranked_cursor_is_a_value_error(shop: RealRun, cursor: str) -> None:
+def test_a_bad_ranked_cursor_is_a_value_error(read: Reader, shop: RealRun, cursor: str) -> None:
     with pytest.raises(ValueError, match="cursor"):
-        shop.store.top_pages("entry", None, None, 5, cursor)
+        read(shop.store).top_pages("entry", None, None, 5, cursor)
 
 
 # ---------------------------------------------------------------------- live
@@ -389,7 +414,7 @@ def test_live_counters_add_up_over_batches(store: Any) -> None:
 # ---------------------------------------------------------------------- schema
 
 
-def test_a_store_of_the_first_schema_is_migrated_with_empty_path_ms(
+def test_a_store_of_the_first_schema_is_migrated_with_empty_path_ms(read: Reader,
         kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """Rows written before path_ms existed read back with ``path_ms == []``."""
     engine = SessionEngine(EngineConfig(gap_ms=10 * MIN))
@@ -411,7 +436,7 @@ def test_a_store_of_the_first_schema_is_migrated_with_empty_path_ms(
             db.execute(insert, values)
             db.commit()
         store: Any = SqliteStore(path)
-        assert store.schema_version() == len(SQLITE_MIGRATIONS) == 2
+        assert store.schema_version() == len(SQLITE_MIGRATIONS) == 3
     else:
         dsn = request.getfixturevalue("pg_schema")()
         with psycopg.connect(dsn, autocommit=True) as db:
@@ -422,12 +447,12 @@ def test_a_store_of_the_first_schema_is_migrated_with_empty_path_ms(
             db.execute("INSERT INTO schema_migrations VALUES (1, 0)")
             db.execute(insert.replace("?", "%s"), values)  # type: ignore[arg-type]
         store = PostgresStore(dsn)
-        assert store.schema_version() == len(PG_MIGRATIONS) == 2
+        assert store.schema_version() == len(PG_MIGRATIONS) == 3
     try:
         got = store.session(rec["session_id"])
         assert got["path"] == ["view", "cart"] and got["path_ms"] == []
         # counted by the funnel, left out of its times
-        steps = store.funnel(["view", "cart"], None, None)["steps"]
+        steps = read(store).funnel(["view", "cart"], None, None)["steps"]
         assert [s["sessions"] for s in steps] == [1, 1]
         assert steps[1]["median_ms_from_previous"] is None
         store.apply(1, 0, changes)  # written again by this version: path_ms is there

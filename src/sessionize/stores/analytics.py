@@ -209,10 +209,10 @@ def match_steps(path: Sequence[str], steps: Sequence[str]) -> list[int]:
     return out
 
 
-def funnel_result(steps: Sequence[str], entered: Sequence[int], total: int,
-                  rows: Iterable[tuple[Any, Any]], truncated: int) -> dict[str, Any]:
-    """The funnel from per-step SQL counts ``entered`` (step 1..k) and the ``(path, path_ms)``
-    rows of the sessions that reached step 2, whose times between steps are medianed here."""
+def funnel_medians(steps: Sequence[str], rows: Iterable[tuple[Any, Any]]
+                   ) -> list[float | int | None]:
+    """Per step, the median time from the previous step (None for the first, and where no
+    session was timed) over the ``(path, path_ms)`` rows of the sessions that reached step 2."""
     gaps: list[list[int]] = [[] for _ in steps]
     for path, path_ms in rows:
         p = _json(path)
@@ -222,6 +222,13 @@ def funnel_result(steps: Sequence[str], entered: Sequence[int], total: int,
             continue  # stored without path_ms: counted, not timed
         for k in range(1, len(idx)):
             gaps[k].append(t[idx[k]] - t[idx[k - 1]])
+    return [statistics.median(g) if g else None for g in gaps]
+
+
+def funnel_result(steps: Sequence[str], entered: Sequence[int], total: int, truncated: int,
+                  medians: Sequence[float | int | None]) -> dict[str, Any]:
+    """The funnel from the sessions entering each step (1..k) and the median time from the
+    previous step of each."""
     out = []
     for k, step in enumerate(steps):
         n = entered[k]
@@ -232,7 +239,7 @@ def funnel_result(steps: Sequence[str], entered: Sequence[int], total: int,
             "sessions": n,
             "conversion_from_previous": (n / prev if prev else None) if k else None,
             "conversion_from_first": n / entered[0] if entered[0] else None,
-            "median_ms_from_previous": statistics.median(gaps[k]) if gaps[k] else None,
+            "median_ms_from_previous": medians[k],
         })
     return {
         "steps": out,
@@ -435,7 +442,8 @@ class Analytics:
         if entered[1] > TIMING_SAMPLE:
             below, sampled = f"{TIMING_SAMPLE * 65536 // entered[1]:04x}", True
         rows = self._an_funnel_rows(lo, hi, patterns[1], below)  # type: ignore[arg-type]
-        out = funnel_result(steps, entered, int(total), rows, int(truncated))
+        out = funnel_result(steps, entered, int(total), int(truncated),
+                            funnel_medians(steps, rows))
         out["timing"] = {"sessions": len(rows), "sampled": sampled}
         return out
 

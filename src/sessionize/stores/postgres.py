@@ -47,10 +47,12 @@ from sessionize.stores import analytics as an
 from sessionize.stores.analytics import HISTOGRAM_COLUMNS, RANKED_COLUMNS, case_sql
 from sessionize.stores.base import RunInfo
 from sessionize.stores.records import (
+    ANALYTICS_COLUMNS,
     FIRST_PAGE,
     MAX_MS,
     MIN_MS,
     SESSION_COLUMNS,
+    SessionChanges,
     bounds,
     decode_cursor,
     encode_cursor,
@@ -178,6 +180,16 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY ("partition", name)
         )""",
     ],
+    [
+        # every session write is numbered per partition (change_seqs), so that a reader can
+        # take what was written since it last looked (records.SessionChanges). Taking the
+        # number locks the partition's row until commit, so numbers commit in order: a reader
+        # that sees seq n of a partition sees every row written with n or less.
+        "ALTER TABLE sessions ADD COLUMN change_seq bigint NOT NULL DEFAULT 0",
+        'CREATE TABLE change_seqs ("partition" integer PRIMARY KEY, seq bigint NOT NULL)',
+        'CREATE INDEX sessions_closed_seq ON sessions ("partition", change_seq) '
+        "WHERE status = 'closed'",
+    ],
 ]
 
 _REJECTED_COLUMNS = ("run_id", '"partition"', '"offset"', "reason", "detail", '"key"',
@@ -219,6 +231,12 @@ _ENGINE_SEALED = _Bulk(
 _BULKS = (_SESSIONS, _REJECTED, _ENGINE_SESSIONS, _ENGINE_SEALED)
 
 _DELETE_SESSIONS = "DELETE FROM sessions WHERE session_id = ANY(%s)"
+_NEXT_SEQS = (
+    'INSERT INTO change_seqs ("partition", seq) SELECT p, 1 FROM unnest(%s::integer[]) AS p '
+    'ON CONFLICT ("partition") DO UPDATE SET seq = change_seqs.seq + 1 RETURNING "partition", seq'
+)
+_ANALYTICS = f"SELECT {', '.join(ANALYTICS_COLUMNS)} FROM sessions "
+_CLOSED_SINCE = _ANALYTICS + "WHERE \"partition\" = %s AND status = 'closed' AND change_seq > %s"
 _DELETE_ENGINE_SESSIONS = (
     'DELETE FROM engine_sessions AS e USING unnest(%s::integer[], %s::text[]) AS d(p, sid) '
     'WHERE e.source = %s AND e."partition" = d.p AND e.session_id = d.sid'
@@ -588,6 +606,10 @@ class PostgresStore(an.Analytics):
                      offsets: dict[int, int]) -> None:
         """The net effect of ``items`` applied one after the other, written in bulk."""
         now = now_ms()
+        items = list(items)
+        touched = sorted({p for p, ch, _ in items if ch.retractions or ch.upserts or ch.finals}
+                         | {r["partition"] for _, ch, _ in items for r in (*ch.upserts, *ch.finals)})
+        seqs = dict(conn.execute(_NEXT_SEQS, (touched,)).fetchall()) if touched else {}
         sessions: dict[str, tuple[Any, ...] | None] = {}  # None: deleted
         rejected: list[tuple[Any, ...]] = []
         states: dict[tuple[int, str], str | None] = {}
@@ -605,7 +627,8 @@ class PostgresStore(an.Analytics):
             for sid in changes.retractions:
                 sessions[sid] = None
             for rec in (*changes.upserts, *changes.finals):
-                sessions[rec["session_id"]] = session_row(rec, run_id, now)
+                sessions[rec["session_id"]] = session_row(rec, run_id, now,
+                                                          seqs[rec["partition"]])
             for r in changes.rejections:
                 rejected.append(
                     (*_text_safe(rejection_row(r, run_id, partition, changes.stream_time)), source)
@@ -755,6 +778,28 @@ class PostgresStore(an.Analytics):
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._read("reading", lambda conn: conn.execute(sql, params).fetchall())  # type: ignore[arg-type]
+
+    def session_changes(self, seqs: dict[int, int] | None) -> SessionChanges:
+        """What was written since the watermarks ``seqs`` (None: everything), in one
+        REPEATABLE READ snapshot (``records.SessionChanges``)."""
+
+        def read(conn: psycopg.Connection) -> SessionChanges:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                now = dict(conn.execute('SELECT "partition", seq FROM change_seqs').fetchall())
+                if seqs is not None and now == seqs:
+                    return SessionChanges(now, [], None)
+                if seqs is None:
+                    closed = conn.execute(_ANALYTICS + "WHERE status = 'closed'").fetchall()
+                else:
+                    closed = []
+                    for p, seq in sorted(now.items()):
+                        if seq > seqs.get(p, 0):
+                            closed += conn.execute(_CLOSED_SINCE, (p, seqs.get(p, 0))).fetchall()
+                unclosed = conn.execute(_ANALYTICS + "WHERE status <> 'closed'").fetchall()
+                return SessionChanges(now, closed, unclosed)
+
+        return self._read("reading the session changes", read)
 
     def active_sessions(self, key: str) -> list[dict[str, Any]]:
         if "\x00" in key:  # PostgreSQL text cannot hold NUL: no stored key has one

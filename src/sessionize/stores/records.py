@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,16 +25,39 @@ SESSION_COLUMNS = (
     "session_id", '"key"', '"partition"', "start_ms", "end_ms", "expires_ms", "duration_ms",
     "event_count", "status", "page_views", "conversions", "revenue", "bounce", "engaged",
     "entry_page", "exit_page", "referrer", "campaign", "user_agent", "is_bot", "path",
-    "path_ms", "path_truncated", "event_ids", "run_id", "updated_at_ms",
+    "path_ms", "path_truncated", "event_ids", "run_id", "updated_at_ms", "change_seq",
+)
+
+# What the columnar analytics (stores/columnar.py) read of a session, in this order.
+ANALYTICS_COLUMNS = (
+    "session_id", '"key"', "start_ms", "duration_ms", "event_count", "bounce", "engaged",
+    "conversions", "revenue", "path_truncated", "entry_page", "exit_page", "referrer",
+    "campaign", "path", "path_ms",
 )
 
 
-def session_row(rec: dict[str, Any], run_id: int | None, now: int) -> tuple[Any, ...]:
+@dataclass
+class SessionChanges:
+    """What changed in a store since the ``change_seq`` watermarks a reader had, read in ONE
+    snapshot: the store's current watermark per partition, the closed sessions written after
+    the reader's watermarks (rows in ``ANALYTICS_COLUMNS`` order) and every session that is not
+    closed. Closed sessions are immutable and never retracted (SEMANTICS.md §3, §5), so a
+    reader that keeps the closed rows it has seen and takes the unclosed ones whole each time
+    holds exactly what the store holds."""
+
+    seqs: dict[int, int]
+    closed: list[tuple[Any, ...]]
+    unclosed: list[tuple[Any, ...]] | None  # None: nothing was written since the watermarks
+
+
+def session_row(rec: dict[str, Any], run_id: int | None, now: int,
+                change_seq: int = 0) -> tuple[Any, ...]:
     """A ``Session.to_record`` dict as a ``sessions`` row, in ``SESSION_COLUMNS`` order.
 
     ``path_ms`` (ms since the session's start of each path step) is stored as ``[]`` when a
     record comes without it (a producer that predates it): the funnel then counts the session
-    but leaves it out of the times between steps."""
+    but leaves it out of the times between steps. ``change_seq`` is the batch's number in its
+    partition (``SessionChanges``)."""
     event_ids = rec.get("event_ids")
     return (
         rec["session_id"], rec["key"], rec["partition"], rec["start"], rec["end"],
@@ -42,7 +66,7 @@ def session_row(rec: dict[str, Any], run_id: int | None, now: int) -> tuple[Any,
         bool(rec["engaged"]), rec["entry_page"], rec["exit_page"], rec["referrer"],
         rec["campaign"], rec["user_agent"], bool(rec["is_bot"]), json_text(rec["path"]),
         json_text(rec.get("path_ms", [])), bool(rec["path_truncated"]),
-        None if event_ids is None else json_text(event_ids), run_id, now,
+        None if event_ids is None else json_text(event_ids), run_id, now, change_seq,
     )
 
 

@@ -24,7 +24,6 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +36,10 @@ from sessionize.stores import analytics as an
 from sessionize.stores.analytics import HISTOGRAM_COLUMNS, MAX_EDGES, RANKED_COLUMNS, case_sql
 from sessionize.stores.base import RunInfo
 from sessionize.stores.records import (
+    ANALYTICS_COLUMNS,
     FIRST_PAGE,
     SESSION_COLUMNS,
+    SessionChanges,
     decode_cursor,
     encode_cursor,
     ingest_counts,
@@ -133,6 +134,14 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY ("partition", name)
         )""",
     ],
+    [
+        # every session write is numbered per partition (change_seqs), so that a reader can
+        # take what was written since it last looked (records.SessionChanges)
+        "ALTER TABLE sessions ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0",
+        'CREATE TABLE change_seqs ("partition" INTEGER PRIMARY KEY, seq INTEGER NOT NULL)',
+        'CREATE INDEX sessions_closed_seq ON sessions ("partition", change_seq) '
+        "WHERE status = 'closed'",
+    ],
 ]
 
 _COLUMNS = SESSION_COLUMNS
@@ -142,6 +151,12 @@ _UPSERT_SESSION = (
     + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
 )
 _DELETE_SESSION = "DELETE FROM sessions WHERE session_id = ?"
+_NEXT_SEQ = (
+    'INSERT INTO change_seqs ("partition", seq) VALUES (?, 1) '
+    'ON CONFLICT ("partition") DO UPDATE SET seq = seq + 1 RETURNING seq'
+)
+_ANALYTICS = f"SELECT {', '.join(ANALYTICS_COLUMNS)} FROM sessions "
+_CLOSED_SINCE = _ANALYTICS + "WHERE \"partition\" = ? AND status = 'closed' AND change_seq > ?"
 _INSERT_REJECTED = (
     'INSERT INTO rejected_events (run_id, "partition", "offset", reason, detail, "key", '
     "event_id, ts_ms, at_ms, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -382,8 +397,13 @@ class SqliteStore(an.Analytics):
         what = f"applying a batch of run {run_id}, partition {partition}"
         with self._transaction(what) as cur:
             cur.executemany(_DELETE_SESSION, ((sid,) for sid in changes.retractions))
-            sessions = chain(changes.upserts, changes.finals)
-            cur.executemany(_UPSERT_SESSION, (_session_row(r, run_id, now) for r in sessions))
+            sessions = [*changes.upserts, *changes.finals]
+            seqs: dict[int, int] = {}
+            if sessions or changes.retractions:
+                for p in sorted({partition, *(r["partition"] for r in sessions)}):
+                    seqs[p] = cur.execute(_NEXT_SEQ, (p,)).fetchone()[0]
+            cur.executemany(_UPSERT_SESSION, (_session_row(r, run_id, now, seqs[r["partition"]])
+                                              for r in sessions))
             cur.executemany(
                 _INSERT_REJECTED,
                 (_rejection_row(r, run_id, partition, changes.stream_time)
@@ -435,6 +455,30 @@ class SqliteStore(an.Analytics):
 
     def active_sessions(self, key: str) -> list[dict[str, Any]]:
         return [_record(row) for row in self._query(_ACTIVE, (key,))]
+
+    def session_changes(self, seqs: dict[int, int] | None) -> SessionChanges:
+        """What was written since the watermarks ``seqs`` (None: everything), in one read
+        snapshot (``records.SessionChanges``)."""
+        db = self._reader()
+        try:
+            db.execute("BEGIN")  # one WAL snapshot for all the reads below
+            try:
+                now = dict(db.execute('SELECT "partition", seq FROM change_seqs').fetchall())
+                if seqs is not None and now == seqs:
+                    return SessionChanges(now, [], None)
+                if seqs is None:
+                    closed = db.execute(_ANALYTICS + "WHERE status = 'closed'").fetchall()
+                else:
+                    closed = []
+                    for p, seq in sorted(now.items()):
+                        if seq > seqs.get(p, 0):
+                            closed += db.execute(_CLOSED_SINCE, (p, seqs.get(p, 0))).fetchall()
+                unclosed = db.execute(_ANALYTICS + "WHERE status <> 'closed'").fetchall()
+                return SessionChanges(now, closed, unclosed)
+            finally:
+                db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading the session changes of {self.path} failed: {exc}") from exc
 
     def user_sessions(self, key: str, start_ms: int | None, end_ms: int | None, limit: int,
                       cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
