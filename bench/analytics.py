@@ -6,9 +6,11 @@
 
 Fills each store with synthetic sessions through ``store.apply`` (final session records in
 batches, as a pipeline writes them), then times every analytics endpoint through the real HTTP
-app (FastAPI in-process: routing, validation, the store's SQL, JSON) over three ranges: the
-last day, the last 7 days and everything (30 days). Prints one table per store: the median of
-``--repeat`` calls after one warm-up call, in milliseconds.
+app (FastAPI in-process: routing, validation, the query, JSON) over three ranges: the last day,
+the last 7 days and everything (30 days), answered as ``sessionize serve`` answers them (from
+the ``ColumnarAnalytics`` copy of the store) and, as the baseline, by the store's own SQL
+(``--sql`` here). Prints one table per store and path: the median of ``--repeat`` calls after
+one warm-up call, in milliseconds.
 
 The sessions: 1M over 30 days with a diurnal rhythm, 300k users (heavy-tailed), paths from a
 view/cart/purchase chain capped at 50 steps (with ``path_ms``), 5,000 products as pages (Zipf),
@@ -164,14 +166,14 @@ def endpoints(last_key: str) -> list[tuple[str, str]]:
 RANGES = {"1 day": T_END - DAY, "7 days": T_END - 7 * DAY, "30 days (all)": None}
 
 
-def time_endpoints(store: Any, repeat: int) -> list[tuple[str, dict[str, dict[str, float]]]]:
+def time_endpoints(reads: Any, repeat: int) -> list[tuple[str, dict[str, dict[str, float]]]]:
     """Every endpoint over every range: median, p95 and max ms of ``repeat`` calls (after one
-    warm-up call each)."""
+    warm-up call each). ``reads``: a store (its SQL) or a ``ColumnarAnalytics`` over one."""
     from fastapi.testclient import TestClient
 
     from sessionize.api import create_app
 
-    client = TestClient(create_app(store))
+    client = TestClient(create_app(reads))
     out = []
     for name, url in endpoints("u0"):
         row: dict[str, dict[str, float]] = {}
@@ -311,30 +313,47 @@ def figures(quick: bool, services: Any, n: int | None = None, repeat: int | None
                     raise RuntimeError(f"PostgreSQL not available: {problems}")
                 ctx = postgres_store(services.pg, n)
             with ctx as (store, fill_seconds):
-                rows = time_endpoints(store, repeat)
+                from sessionize.stores.columnar import ColumnarAnalytics
+
+                reads = ColumnarAnalytics(store)  # what `sessionize serve` answers from
+                t = time.perf_counter()
+                reads.refresh()
+                load_seconds = time.perf_counter() - t
+                rows = time_endpoints(reads, repeat)
+                # the baseline: the store's own SQL (slow at 1M: one timed call per point)
+                sql_rows = time_endpoints(store, 1 if n >= FULL_SESSIONS else repeat)
                 stored = store.health()["sessions"]
-            print_table(f"{label}, {stored:,} sessions", rows, TARGET_MS)
+            print_table(f"{label}, {stored:,} sessions, columnar", rows, TARGET_MS)
+            print_table(f"{label}, {stored:,} sessions, SQL", sql_rows, TARGET_MS)
         except Exception as exc:
             out.append(Figure(name=name, value=None, unit="ms", target=TARGET, met=False,
                               note=f"failed: {type(exc).__name__}: {exc}"[:500]))
             continue
         endpoint, span, st = slowest(rows)
+        sql_endpoint, sql_span, sql_st = slowest(sql_rows)
         misses = sorted({e for e, row in rows for s in row.values() if s["median"] >= TARGET_MS})
         judged = n >= FULL_SESSIONS
         note = (f"{endpoint} over {span}: median {st['median']:,.1f} ms, p95 {st['p95']:,.1f} ms, "
                 f"max {st['max']:,.1f} ms of {st['calls']} calls")
         note += (f"; {len(misses)} of {len(rows)} endpoints at or over {TARGET_MS} ms"
                  if misses else f"; every endpoint under {TARGET_MS} ms")
+        note += (f"; columnar copy loaded in {load_seconds:.1f} s; the store's SQL: slowest "
+                 f"{sql_endpoint} over {sql_span} at {sql_st['median']:,.1f} ms")
         if not judged:
             note += f"; target judged at {FULL_SESSIONS:,} sessions only"
         out.append(Figure(
             name=name, value=st["median"], unit="ms", target=TARGET,
+            baseline="the store's SQL (slowest endpoint)", baseline_value=sql_st["median"],
+            ratio=st["median"] / sql_st["median"] if sql_st["median"] else None,
             met=(st["median"] < TARGET_MS) if judged else None, note=note,
             details={"store": kind, "sessions": stored, "fill_seconds": fill_seconds,
+                     "columnar_load_seconds": round(load_seconds, 3),
                      "calls_per_point": repeat, "ranges": list(RANGES),
                      "slowest": {"endpoint": endpoint, "range": span, **st},
                      "over_target": misses,
-                     "endpoints": {e: row for e, row in rows}}))
+                     "endpoints": {e: row for e, row in rows},
+                     "sql": {"slowest": {"endpoint": sql_endpoint, "range": sql_span, **sql_st},
+                             "endpoints": {e: row for e, row in sql_rows}}}))
     return out
 
 
@@ -346,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sessions", type=int, default=FULL_SESSIONS)
     p.add_argument("--stores", default="sqlite,postgres")
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--sql", action="store_true", help="also time the store's own SQL")
     p.add_argument("--keep", metavar="DIR", help="keep (and reuse) the SQLite store in DIR")
     p.add_argument("--keep-schema", metavar="NAME",
                    help="keep (and reuse) the PostgreSQL store in schema NAME")
@@ -365,8 +385,18 @@ def main(argv: list[str] | None = None) -> int:
         with ctx as (store, secs):
             if secs is not None:
                 print(f"{kind}: {args.sessions:,} sessions written in {secs:.0f} s")
-            print_table(f"{kind}, {store.health()['sessions']:,} sessions",
-                        time_endpoints(store, args.repeat), TARGET_MS)
+            from sessionize.stores.columnar import ColumnarAnalytics
+
+            reads = ColumnarAnalytics(store)
+            t = time.perf_counter()
+            reads.refresh()
+            print(f"{kind}: columnar copy loaded in {time.perf_counter() - t:.1f} s")
+            n = store.health()["sessions"]
+            print_table(f"{kind}, {n:,} sessions, columnar",
+                        time_endpoints(reads, args.repeat), TARGET_MS)
+            if args.sql:
+                print_table(f"{kind}, {n:,} sessions, SQL",
+                            time_endpoints(store, args.repeat), TARGET_MS)
     return 0
 
 

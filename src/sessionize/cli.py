@@ -476,12 +476,18 @@ def serve(settings: Settings) -> None:
     if not settings.store_url and not Path(settings.db).exists():
         raise SessionizeError(f"store {settings.db} does not exist yet; fill it first with "
                               f"`sessionize run --input FILE --db {settings.db}`")
-    queries = open_store(settings)
+    from sessionize.stores.columnar import ColumnarAnalytics
+
+    # analytics from a columnar copy of the store, loaded and then refreshed in the background
+    # (the store's SQL answers until the first copy is there); active sessions from the cache
+    reads = ColumnarAnalytics(open_store(settings))
+    reads.start()
+    queries: Any = reads
     cache = open_cache(settings)
     if cache is not None:
         from sessionize.api.queries import CachedQueries
 
-        queries = CachedQueries(queries, cache)
+        queries = CachedQueries(reads, cache)
     app = create_app(queries)
     host, port = settings.host, settings.port
     console.print(f"dashboard on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")

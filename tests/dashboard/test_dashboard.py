@@ -24,6 +24,7 @@ import uvicorn
 
 from sessionize.api import create_app
 from sessionize.cli import main
+from sessionize.stores.columnar import ColumnarAnalytics
 from sessionize.stores.sqlite import SqliteStore
 
 CHROMIUM = os.environ.get("SESSIONIZE_CHROMIUM", "/usr/bin/chromium")
@@ -68,9 +69,12 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteStore
 
 @pytest.fixture(scope="module")
 def server(demo_store: SqliteStore) -> Iterator[str]:
-    """The real app under uvicorn on a free loopback port, in a thread."""
+    """The real app under uvicorn on a free loopback port, in a thread, reading the analytics
+    from the columnar copy as ``sessionize serve`` does."""
     port = _free_port()
-    config = uvicorn.Config(create_app(demo_store), host="127.0.0.1", port=port,
+    reads = ColumnarAnalytics(demo_store)
+    assert reads.refresh()
+    config = uvicorn.Config(create_app(reads), host="127.0.0.1", port=port,
                             log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
