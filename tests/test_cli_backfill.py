@@ -25,7 +25,7 @@ CASES = [
 
 
 # every stored field but the ids and the bookkeeping of the write
-COMPARED = [c for c in SESSION_COLUMNS if c not in ("session_id", "run_id", "updated_at_ms")]
+COMPARED = [c for c in SESSION_COLUMNS if c not in ("session_id", "run_id", "updated_at_ms", "change_seq")]
 
 
 def _store_contents(db: Path) -> tuple[list[tuple], dict[str, int], dict]:
