@@ -86,6 +86,8 @@ pub struct Config {
     pub retention: i64,
     pub path_cap: usize,
     pub track_ids: bool,
+    /// emit what a store needs to persist the engine's state (Python's `track_state`)
+    pub track_state: bool,
 }
 
 pub struct Batch<'a> {
@@ -124,6 +126,18 @@ pub struct Cols {
     pub path_ms: Vec<i64>,
     pub ids_offsets: Vec<u64>,
     pub ids: Vec<i32>,
+    /// with track_state: the full state, not only the record (the `(ts, seq)` of the five
+    /// stamps, five per session; the seq of every path step and the ts and seq of every id)
+    pub state: Option<StateCols>,
+}
+
+#[derive(Default)]
+pub struct StateCols {
+    pub stamp_ts: Vec<i64>,
+    pub stamp_seq: Vec<u64>,
+    pub path_seq: Vec<u64>,
+    pub ids_ts: Vec<i64>,
+    pub ids_seq: Vec<u64>,
 }
 
 impl Cols {
@@ -135,6 +149,46 @@ impl Cols {
         }
         c
     }
+
+    fn with_state(track_ids: bool, track_state: bool) -> Cols {
+        let mut c = Cols::new(track_ids);
+        if track_state {
+            c.state = Some(StateCols::default());
+        }
+        c
+    }
+}
+
+/// How the engine's own state changed in a batch (Python's `StateDelta`), with track_state:
+/// the upserts carry the sessions' full state; these say what left and which seals changed.
+#[derive(Default)]
+pub struct StateDelta {
+    /// sessions merged away (emitted or not); the closed ones are the finals
+    pub merged_key: Vec<i32>,
+    pub merged_created: Vec<u64>,
+    /// keys whose seal is now this one
+    pub sealed_key: Vec<i32>,
+    pub sealed_start: Vec<i64>,
+    pub sealed_expires: Vec<i64>,
+    pub sealed_created: Vec<u64>,
+    /// keys whose seal was forgotten
+    pub unsealed_key: Vec<i32>,
+}
+
+/// One open session handed to `Engine::restore`, stamps and steps as `(ts, seq, code)`.
+pub struct RestoredSession<'a> {
+    pub key: u32,
+    pub created: u64,
+    pub start: i64,
+    pub end: i64,
+    pub count: u64,
+    pub page_views: u32,
+    pub conversions: u32,
+    pub revenue: f64,
+    pub stamps: [Stamp; 5],
+    pub is_bot: bool,
+    pub path: &'a [Stamp],
+    pub ids: &'a [Stamp],
 }
 
 #[derive(Default)]
@@ -164,6 +218,7 @@ pub struct Output {
     pub rejections: Rejections,
     pub stream_time: Option<i64>,
     pub counted: u64,
+    pub state: Option<StateDelta>,
 }
 
 pub struct Engine {
@@ -194,6 +249,9 @@ pub struct Engine {
     retracted_created: Vec<u64>,
     rej: Rejections,
     batch_counted: u64,
+    merged_key: Vec<i32>,
+    merged_created: Vec<u64>,
+    resealed: Vec<u32>,
     cands: Vec<u32>,
     due: Vec<u32>,
     taken: Vec<Entry>,
@@ -210,6 +268,9 @@ impl Engine {
         let paths = PathArena::new(cfg.path_cap);
         let finals = Cols::new(cfg.track_ids);
         Engine {
+            merged_key: Vec::new(),
+            merged_created: Vec::new(),
+            resealed: Vec::new(),
             extra,
             stream_time: None,
             seq: 0,
@@ -379,7 +440,9 @@ impl Engine {
         self.cands = cands;
     }
 
-    fn new_session(&mut self, key: u32, seq: u64, ts: i64) -> u32 {
+    /// `lower` is a lower bound of the session's expiry (the first event's ts), for the closing
+    /// queue.
+    fn new_session(&mut self, key: u32, seq: u64, lower: i64) -> u32 {
         let s = Session {
             start: 0,
             end: 0,
@@ -427,7 +490,7 @@ impl Engine {
         self.open += 1;
         if let (Some(extra), Some(q)) = (self.extra, self.closing.as_mut()) {
             // a lower bound of the real deadline (expires >= ts); close_due re-files it lazily
-            q.push(ts + extra, slot);
+            q.push(lower + extra, slot);
         }
         if self.cfg.track_ids {
             self.ids.insert(slot, Vec::new());
@@ -551,6 +614,10 @@ impl Engine {
             self.ids.get_mut(&survivor).expect("ids of an open session").extend(moved);
         }
         self.unlink(gone);
+        if self.cfg.track_state {
+            self.merged_key.push(g.key as i32);
+            self.merged_created.push(g.created);
+        }
         if g.flags & F_EMITTED != 0 {
             self.retracted_key.push(g.key as i32);
             self.retracted_created.push(g.created);
@@ -687,6 +754,9 @@ impl Engine {
         } else {
             return;
         }
+        if self.cfg.track_state {
+            self.resealed.push(s.key);
+        }
         if self.cfg.grace.is_some() {
             // only a close pass (bounded grace) ever unseals
             self.unseal.push(expires + self.cfg.retention, s.key);
@@ -709,6 +779,9 @@ impl Engine {
                 self.seal_free = ks.seal;
                 self.keys[key as usize].seal = NONE;
                 self.sealed_count -= 1;
+                if self.cfg.track_state {
+                    self.resealed.push(key);
+                }
             }
         }
         self.taken = taken;
@@ -739,7 +812,7 @@ impl Engine {
     /// Python's `_drain`: the batch's net changes; upserted sessions become `emitted`.
     pub fn drain(&mut self) -> Output {
         let track = self.cfg.track_ids;
-        let mut upserts = Cols::new(track);
+        let mut upserts = Cols::with_state(track, self.cfg.track_state);
         let dirty = std::mem::take(&mut self.dirty);
         for &(slot, created) in dirty.iter() {
             let s = &mut self.sessions[slot as usize];
@@ -762,9 +835,103 @@ impl Engine {
             rejections: std::mem::take(&mut self.rej),
             stream_time: self.stream_time,
             counted: self.batch_counted,
+            state: if self.cfg.track_state { Some(self.state_delta()) } else { None },
         };
         self.batch_counted = 0;
         out
+    }
+
+    /// What left the engine's state in this batch, and the keys whose seal changed.
+    fn state_delta(&mut self) -> StateDelta {
+        let mut d = StateDelta {
+            merged_key: std::mem::take(&mut self.merged_key),
+            merged_created: std::mem::take(&mut self.merged_created),
+            ..StateDelta::default()
+        };
+        let mut keys = std::mem::take(&mut self.resealed);
+        keys.sort_unstable();
+        keys.dedup();
+        for &k in keys.iter() {
+            let seal = self.keys[k as usize].seal;
+            if seal == NONE {
+                d.unsealed_key.push(k as i32);
+            } else {
+                let z = self.seals[seal as usize];
+                d.sealed_key.push(k as i32);
+                d.sealed_start.push(z.start);
+                d.sealed_expires.push(z.expires);
+                d.sealed_created.push(z.created);
+            }
+        }
+        keys.clear();
+        self.resealed = keys;
+        d
+    }
+
+    /// Python's `SessionEngine.restore`, into a fresh engine: the open sessions (each key's in
+    /// order of (start, created), as Python sorts them), the seals, stream time, the next
+    /// arrival number and the counters. The caller has checked codes and ranges.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore(&mut self, sessions: &[RestoredSession], seals: &[(u32, i64, i64, u64)],
+                   stream_time: Option<i64>, seq: u64, counters: (u64, u64, u64, u64)) {
+        let gap = self.cfg.gap;
+        let mut order: Vec<usize> = (0..sessions.len()).collect();
+        order.sort_unstable_by_key(|&i| (sessions[i].key, sessions[i].start, sessions[i].created));
+        for i in order {
+            let r = &sessions[i];
+            // queued at its real deadline, as Python's restore does
+            let slot = self.new_session(r.key, r.created, r.end + gap);
+            let s = &mut self.sessions[slot as usize];
+            s.start = r.start;
+            s.end = r.end;
+            s.count = r.count;
+            s.page_views = r.page_views;
+            s.conversions = r.conversions;
+            s.revenue = r.revenue;
+            s.stamps = r.stamps;
+            s.flags = F_EMITTED | if r.is_bot { F_BOT } else { 0 };
+            if self.cfg.path_cap > 0 {
+                let inline = r.count == 1 && r.path.len() == 1
+                    && r.path[0].ts() == r.start && r.path[0].seq() == r.created;
+                if inline {
+                    s.flags |= F_INLINE;
+                    s.path_blk = r.path[0].code() as u32;
+                    s.path_len = 1;
+                } else {
+                    let (mut c, mut blk, mut len) = (s.path_cls, s.path_blk, s.path_len as usize);
+                    for &step in r.path.iter().take(self.cfg.path_cap) {
+                        (c, blk, len) = self.paths.add(slot, c, blk, len, step);
+                    }
+                    let s = &mut self.sessions[slot as usize];
+                    s.path_cls = c;
+                    s.path_blk = blk;
+                    s.path_len = len as u16;
+                }
+            }
+            if self.cfg.track_ids {
+                self.ids.insert(slot, r.ids.to_vec());
+            }
+        }
+        for &(key, start, expires, created) in seals {
+            let z = Sealed { start, expires, created };
+            let idx = if self.seal_free != NONE {
+                let idx = self.seal_free;
+                self.seal_free = self.seals[idx as usize].created as u32;
+                self.seals[idx as usize] = z;
+                idx
+            } else {
+                self.seals.push(z);
+                (self.seals.len() - 1) as u32
+            };
+            self.keys[key as usize].seal = idx;
+            self.sealed_count += 1;
+            if self.cfg.grace.is_some() {
+                self.unseal.push(expires + self.cfg.retention, key);
+            }
+        }
+        self.stream_time = stream_time;
+        self.seq = seq;
+        (self.received, self.counted, self.late, self.no_key) = counters;
     }
 
     /// Records of every open session, ordered by (start, created).
@@ -866,10 +1033,17 @@ fn write_record(s: &Session, paths: &PathArena, ids: Option<&Vec<Stamp>>, cols: 
     if s.flags & F_INLINE != 0 {
         cols.path.push(s.path_blk as i32);
         cols.path_ms.push(0);
+        if let Some(st) = cols.state.as_mut() {
+            st.path_seq.push(s.created);
+        }
     } else {
-        for step in paths.steps(s.path_cls, s.path_blk, s.path_len as usize) {
+        let steps = paths.steps(s.path_cls, s.path_blk, s.path_len as usize);
+        for step in steps {
             cols.path.push(step.code());
             cols.path_ms.push(step.ts() - s.start);
+        }
+        if let Some(st) = cols.state.as_mut() {
+            st.path_seq.extend(steps.iter().map(|step| step.seq()));
         }
     }
     cols.path_offsets.push(cols.path.len() as u64);
@@ -879,5 +1053,15 @@ fn write_record(s: &Session, paths: &PathArena, ids: Option<&Vec<Stamp>>, cols: 
         scratch.sort_unstable();
         cols.ids.extend(scratch.iter().map(|st| st.code()));
         cols.ids_offsets.push(cols.ids.len() as u64);
+        if let Some(st) = cols.state.as_mut() {
+            st.ids_ts.extend(scratch.iter().map(|x| x.ts()));
+            st.ids_seq.extend(scratch.iter().map(|x| x.seq()));
+        }
+    }
+    if let Some(st) = cols.state.as_mut() {
+        for stamp in s.stamps {
+            st.stamp_ts.push(stamp.ts());
+            st.stamp_seq.push(stamp.seq());
+        }
     }
 }

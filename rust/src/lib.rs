@@ -18,7 +18,8 @@ use pyo3::prelude::*;
 use pyo3::exceptions::PyTypeError;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
-use engine::{Batch, Cols, Config, Engine, Output};
+use engine::{Batch, Cols, Config, Engine, Output, RestoredSession};
+use stamp::Stamp;
 use vocab::KeyVocab;
 
 #[pyclass(module = "sessionize_core")]
@@ -39,7 +40,8 @@ fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &str) -> P
 #[pymethods]
 impl Core {
     #[new]
-    #[pyo3(signature = (partition, gap_ms, grace_ms, seal_retention_ms, path_cap, track_event_ids))]
+    #[pyo3(signature = (partition, gap_ms, grace_ms, seal_retention_ms, path_cap, track_event_ids,
+                        track_state=false))]
     fn new(
         partition: i64,
         gap_ms: i64,
@@ -47,6 +49,7 @@ impl Core {
         seal_retention_ms: i64,
         path_cap: usize,
         track_event_ids: bool,
+        track_state: bool,
     ) -> PyResult<Core> {
         if !(0 < gap_ms && gap_ms < LIMIT) {
             return Err(PyValueError::new_err("gap_ms must be in (0, 2^60)"));
@@ -68,6 +71,7 @@ impl Core {
             retention: seal_retention_ms,
             path_cap,
             track_ids: track_event_ids,
+            track_state,
         });
         Ok(Core { eng, partition, gap: gap_ms, grace: grace_ms, keys: KeyVocab::new() })
     }
@@ -176,6 +180,107 @@ impl Core {
             eng.drain()
         });
         output_dict(py, out)
+    }
+
+    /// Python's `SessionEngine.restore`, into this fresh core: open sessions in columns (five
+    /// stamps each as `(ts, seq, code)`, paths and event ids cut by their offsets), the seals
+    /// `(key, start, expires, created)`, stream time, the next arrival number and the counters
+    /// `(received, counted, late, no_key)`.
+    #[pyo3(signature = (stream_time, seq, counters, key, created, start, end, count, page_views,
+                        conversions, revenue, is_bot, stamp_code, stamp_ts, stamp_seq,
+                        path_offsets, path_code, path_ts, path_seq, ids_offsets, ids_code, ids_ts,
+                        ids_seq, seal_key, seal_start, seal_expires, seal_created))]
+    #[allow(clippy::too_many_arguments)]
+    fn restore(
+        &mut self,
+        stream_time: Option<i64>,
+        seq: u64,
+        counters: (u64, u64, u64, u64),
+        key: Vec<i64>,
+        created: Vec<u64>,
+        start: Vec<i64>,
+        end: Vec<i64>,
+        count: Vec<u64>,
+        page_views: Vec<u32>,
+        conversions: Vec<u32>,
+        revenue: Vec<f64>,
+        is_bot: Vec<bool>,
+        stamp_code: Vec<i32>,
+        stamp_ts: Vec<i64>,
+        stamp_seq: Vec<u64>,
+        path_offsets: Vec<usize>,
+        path_code: Vec<i32>,
+        path_ts: Vec<i64>,
+        path_seq: Vec<u64>,
+        ids_offsets: Vec<usize>,
+        ids_code: Vec<i32>,
+        ids_ts: Vec<i64>,
+        ids_seq: Vec<u64>,
+        seal_key: Vec<i64>,
+        seal_start: Vec<i64>,
+        seal_expires: Vec<i64>,
+        seal_created: Vec<u64>,
+    ) -> PyResult<()> {
+        if self.eng.seq != 0 || self.eng.open != 0 || self.eng.sealed_count != 0 {
+            return Err(PyValueError::new_err("restore needs a fresh core"));
+        }
+        let bad = |what: &str| Err(PyValueError::new_err(format!("restore: {what}")));
+        let n = key.len();
+        let same = [created.len(), start.len(), end.len(), count.len(), page_views.len(),
+                    conversions.len(), revenue.len(), is_bot.len()];
+        if same.iter().any(|&l| l != n) || stamp_code.len() != 5 * n || stamp_ts.len() != 5 * n
+            || stamp_seq.len() != 5 * n {
+            return bad("session columns of different lengths");
+        }
+        if path_offsets.len() != n + 1 || path_code.len() != path_ts.len()
+            || path_seq.len() != path_code.len() || path_offsets[n] != path_code.len()
+            || path_offsets.windows(2).any(|w| w[0] > w[1]) {
+            return bad("path columns do not match their offsets");
+        }
+        let with_ids = !ids_offsets.is_empty();
+        if with_ids && (ids_offsets.len() != n + 1 || ids_code.len() != ids_ts.len()
+            || ids_seq.len() != ids_code.len() || ids_offsets[n] != ids_code.len()
+            || ids_offsets.windows(2).any(|w| w[0] > w[1])) {
+            return bad("event id columns do not match their offsets");
+        }
+        let m = seal_key.len();
+        if seal_start.len() != m || seal_expires.len() != m || seal_created.len() != m {
+            return bad("seal columns of different lengths");
+        }
+        let n_keys = self.eng.n_keys() as i64;
+        if key.iter().chain(seal_key.iter()).any(|&k| !(0..n_keys).contains(&k)) {
+            return bad("a key code has no key string");
+        }
+        let ts_ok = |t: &i64| (-stamp::TS_LIMIT..stamp::TS_LIMIT).contains(t);
+        if !start.iter().chain(&end).chain(&stamp_ts).chain(&path_ts).chain(&ids_ts).all(ts_ok)
+            || seq >= stamp::SEQ_LIMIT
+            || created.iter().chain(&stamp_seq).chain(&path_seq).chain(&ids_seq).any(|&q| q >= seq) {
+            return bad("a ts or an arrival number out of range");
+        }
+        let stamp = |i: usize| Stamp::new(stamp_ts[i], stamp_seq[i], stamp_code[i]);
+        let mut steps: Vec<Stamp> = Vec::with_capacity(path_code.len());
+        steps.extend((0..path_code.len()).map(|i| Stamp::new(path_ts[i], path_seq[i], path_code[i])));
+        let mut ids: Vec<Stamp> = Vec::with_capacity(ids_code.len());
+        ids.extend((0..ids_code.len()).map(|i| Stamp::new(ids_ts[i], ids_seq[i], ids_code[i])));
+        let sessions: Vec<RestoredSession> = (0..n).map(|i| RestoredSession {
+            key: key[i] as u32,
+            created: created[i],
+            start: start[i],
+            end: end[i],
+            count: count[i],
+            page_views: page_views[i],
+            conversions: conversions[i],
+            revenue: revenue[i],
+            stamps: [stamp(5 * i), stamp(5 * i + 1), stamp(5 * i + 2), stamp(5 * i + 3), stamp(5 * i + 4)],
+            is_bot: is_bot[i],
+            path: &steps[path_offsets[i]..path_offsets[i + 1]],
+            ids: if with_ids { &ids[ids_offsets[i]..ids_offsets[i + 1]] } else { &[] },
+        }).collect();
+        let seals: Vec<(u32, i64, i64, u64)> = (0..m)
+            .map(|i| (seal_key[i] as u32, seal_start[i], seal_expires[i], seal_created[i]))
+            .collect();
+        self.eng.restore(&sessions, &seals, stream_time, seq, counters);
+        Ok(())
     }
 
     /// End of input: close every open session.
@@ -330,9 +435,19 @@ fn cols_dict<'py>(py: Python<'py>, c: Cols) -> PyResult<Bound<'py, PyDict>> {
     d.set_item("path_offsets", c.path_offsets.into_pyarray(py))?;
     d.set_item("path", c.path.into_pyarray(py))?;
     d.set_item("path_ms", c.path_ms.into_pyarray(py))?;
-    if !c.ids_offsets.is_empty() {
+    let with_ids = !c.ids_offsets.is_empty();
+    if with_ids {
         d.set_item("ids_offsets", c.ids_offsets.into_pyarray(py))?;
         d.set_item("ids", c.ids.into_pyarray(py))?;
+    }
+    if let Some(st) = c.state {
+        d.set_item("stamp_ts", st.stamp_ts.into_pyarray(py))?;
+        d.set_item("stamp_seq", st.stamp_seq.into_pyarray(py))?;
+        d.set_item("path_seq", st.path_seq.into_pyarray(py))?;
+        if with_ids {
+            d.set_item("ids_ts", st.ids_ts.into_pyarray(py))?;
+            d.set_item("ids_seq", st.ids_seq.into_pyarray(py))?;
+        }
     }
     Ok(d)
 }
@@ -349,6 +464,15 @@ fn output_dict<'py>(py: Python<'py>, o: Output) -> PyResult<Bound<'py, PyDict>> 
     d.set_item("rej_b", o.rejections.b.into_pyarray(py))?;
     d.set_item("stream_time", o.stream_time)?;
     d.set_item("counted", o.counted)?;
+    if let Some(st) = o.state {
+        d.set_item("merged_key", st.merged_key.into_pyarray(py))?;
+        d.set_item("merged_created", st.merged_created.into_pyarray(py))?;
+        d.set_item("sealed_key", st.sealed_key.into_pyarray(py))?;
+        d.set_item("sealed_start", st.sealed_start.into_pyarray(py))?;
+        d.set_item("sealed_expires", st.sealed_expires.into_pyarray(py))?;
+        d.set_item("sealed_created", st.sealed_created.into_pyarray(py))?;
+        d.set_item("unsealed_key", st.unsealed_key.into_pyarray(py))?;
+    }
     Ok(d)
 }
 

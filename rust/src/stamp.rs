@@ -46,6 +46,11 @@ impl Stamp {
     }
 
     #[inline(always)]
+    pub fn seq(self) -> u64 {
+        ((self.hi & 0xffff) << 32) | (self.lo >> 32)
+    }
+
+    #[inline(always)]
     pub fn present(self) -> bool {
         self.code() >= 0
     }

@@ -21,8 +21,8 @@ from rich.table import Table
 
 from sessionize.decode.timestamps import format_ms
 from sessionize.engine.durations import format_duration
-from sessionize.engine.engine import SessionEngine
 from sessionize.engine.event import Reason, Rejection
+from sessionize.engine.fast import engine_for
 from sessionize.errors import SessionizeError
 from sessionize.pipeline import FilePipeline, JsonLinesWriter, Outputs, RunSummary
 from sessionize.settings import Settings, load_settings
@@ -207,7 +207,7 @@ def run_file(path: str, settings: Settings, show_progress: bool = True) -> RunSu
     )
     store = open_store(settings)
     try:
-        pipeline = FilePipeline(SessionEngine(settings.engine), store, outputs)
+        pipeline = FilePipeline(engine_for(settings.engine), store, outputs)
         if not show_progress:
             return pipeline.run(source, describe(settings))
         with _progress_bar(source) as update:

@@ -19,6 +19,7 @@ import orjson
 from sessionize.decode.timestamps import format_ms
 from sessionize.engine.engine import ChangeSet, SessionEngine
 from sessionize.engine.event import Event, Reason, Rejection
+from sessionize.engine.fast import FastEngine
 from sessionize.sources.base import Source
 from sessionize.stores.base import RunInfo, SessionSink
 
@@ -105,7 +106,7 @@ Progress = Callable[[RunSummary, Source], None]
 class FilePipeline:
     """Sessionize one bounded source (a file) into a store; end of input closes everything."""
 
-    def __init__(self, engine: SessionEngine, sink: SessionSink, outputs: Outputs | None = None,
+    def __init__(self, engine: SessionEngine | FastEngine, sink: SessionSink, outputs: Outputs | None = None,
                  batch_size: int = BATCH_SIZE) -> None:
         self.engine = engine
         self.sink = sink

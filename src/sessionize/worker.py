@@ -30,6 +30,7 @@ from sessionize.changelog import KafkaChangelog
 from sessionize.engine.config import EngineConfig
 from sessionize.engine.engine import ChangeSet, SessionEngine
 from sessionize.engine.event import Event
+from sessionize.engine.fast import FastEngine, engine_for, restored_engine_for
 from sessionize.errors import SessionizeError
 from sessionize.metrics import record_batch
 from sessionize.sources.kafka import KafkaSource, PartitionBatch
@@ -96,7 +97,7 @@ class StreamWorker:
         self.poll_timeout = poll_timeout
         self.max_backoff = max_backoff
         self.health = Health()
-        self.engines: dict[int, SessionEngine] = {}
+        self.engines: dict[int, SessionEngine | FastEngine] = {}
         self._cache_stale = False
         self._last_seen: dict[int, float] = {}  # monotonic time of each partition's last record
         self._stop = threading.Event()
@@ -269,8 +270,10 @@ class StreamWorker:
         engines = {}
         for p in partitions:
             state, offset = self.store.load_partition(self.source.name, p)
-            engines[p] = (SessionEngine.restore(self.config, state, track_state=True) if state
-                          else SessionEngine(self.config, p, track_state=True))
+            # the compiled engine when it is built and covers the rules; both read and write
+            # the same state, so a partition can move between machines with and without it
+            engines[p] = (restored_engine_for(self.config, state, track_state=True) if state
+                          else engine_for(self.config, p, track_state=True))
             offsets[p] = offset
         self.engines.update(engines)
         self.health.store_ok = True

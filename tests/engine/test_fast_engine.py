@@ -22,6 +22,7 @@ from sessionize.decode.timestamps import format_ms
 from sessionize.engine import EngineConfig, Event, MetricsConfig, Reason, Rejection, SessionEngine, fast
 from sessionize.errors import ConfigError
 from tests.conftest import SHARED
+from tests.engine.test_properties import DeltaStore
 
 WHY = fast.unavailable_reason() or ""
 needs_core = pytest.mark.skipif(not fast.available(), reason=WHY)
@@ -54,13 +55,12 @@ def test_unsupported_rules_raise_config_error_and_fall_back(change: dict) -> Non
     with pytest.raises(ConfigError, match="does not implement"):
         fast.FastEngine(cfg)
     assert isinstance(fast.engine_for(cfg), SessionEngine)
-    with pytest.raises(ConfigError, match="track_state"):
-        fast.FastEngine(EngineConfig(), track_state=True)
 
 
 @needs_core
 def test_engine_for_picks_the_core_when_it_can() -> None:
     assert isinstance(fast.engine_for(EngineConfig(grace_ms=None)), fast.FastEngine)
+    assert isinstance(fast.engine_for(EngineConfig(), track_state=True), fast.FastEngine)
 
 
 # ---------------------------------------------------------------------------- random streams
@@ -215,6 +215,87 @@ def test_long_random_stream(grace, path_cap):
         assert fst.process(batch) == ref.process(batch)
     assert fst.flush() == ref.flush()
     assert fst.counters == ref.counters
+
+
+# ---------------------------------------------------------------------------- state (workers)
+
+
+def _normal(state: dict) -> dict:
+    """A store's state as JSON would hold it, event ids in order (their order in a session's
+    state is arrival order in one engine and time order in the other; only the set is read)."""
+    state = json.loads(json.dumps(state))
+    for session in state["sessions"]:
+        if session["event_ids"] is not None:
+            session["event_ids"].sort()
+    state["sessions"].sort(key=lambda s: s["sid"])
+    state["sealed"].sort(key=lambda seal: seal["key"] or "")
+    return state
+
+
+@needs_core
+@SETTINGS
+@given(streams(), configs(), st.lists(st.integers(1, 12), min_size=1, max_size=30))
+def test_state_deltas_are_the_python_engines(events, cfg, sizes):
+    """With track_state, every batch's StateDelta leaves a store in exactly the state the
+    reference engine's deltas leave it in: the persisted format does not depend on the engine."""
+    ref, fst = SessionEngine(cfg, 2, track_state=True), fast.FastEngine(cfg, 2, track_state=True)
+    ref_store, fst_store = DeltaStore(2), DeltaStore(2)
+    for batch in [*batches(events, sizes), None]:
+        want = ref.process(batch) if batch is not None else ref.flush()
+        got = fst.process(batch) if batch is not None else fst.flush()
+        assert got.upserts == want.upserts and got.finals == want.finals
+        ref_store.apply(want.state)
+        fst_store.apply(got.state)
+        assert _normal(fst_store.state()) == _normal(ref_store.state())
+
+
+@needs_core
+@SETTINGS
+@given(streams(), configs(), st.lists(st.integers(1, 9), min_size=1, max_size=20),
+       st.lists(st.sampled_from(["fast", "python", None]), min_size=1, max_size=20),
+       st.sampled_from(["fast", "python"]))
+def test_a_worker_restored_by_either_engine_continues_exactly(events, cfg, sizes, crashes, first):
+    """A worker that persists only StateDeltas, killed after any batches (``crashes[i]``: the
+    engine that takes over after batch i, None: no crash) and restored from them by the same or
+    the other engine, emits exactly what an uninterrupted engine emits."""
+    kinds = {"fast": fast.FastEngine, "python": SessionEngine}
+    whole = SessionEngine(cfg, 3)
+    want_finals, want_rejected = [], []
+    for batch in batches(events, sizes):
+        ch = whole.process(batch)
+        want_finals += ch.finals
+        want_rejected += ch.rejections
+    end = whole.flush()
+    want_finals += end.finals
+    store = DeltaStore(3)
+    engine = kinds[first](cfg, 3, track_state=True)
+    finals, rejected = [], []
+    for n_batch, batch in enumerate(batches(events, sizes)):
+        ch = engine.process(batch)
+        store.apply(ch.state)
+        finals += ch.finals
+        rejected += ch.rejections
+        after = crashes[n_batch % len(crashes)]
+        if after is not None:  # crash: everything in memory is lost
+            engine = kinds[after].restore(cfg, store.state(), track_state=True)
+    end = engine.flush()
+    assert finals + end.finals == want_finals
+    assert [(r.reason, r.ts, r.detail) for r in rejected] == \
+        [(r.reason, r.ts, r.detail) for r in want_rejected]
+    assert engine.counters == whole.counters
+
+
+@needs_core
+def test_restore_refuses_bad_state():
+    cfg = EngineConfig(gap_ms=10, grace_ms=5)
+    with pytest.raises(ValueError, match="version"):
+        fast.FastEngine.restore(cfg, {"version": 99})
+    state = SessionEngine(cfg).snapshot()
+    state["sessions"] = [{"sid": "x", "key": "a", "created": 7, "start": 1, "end": 1, "count": 1,
+                          "page_views": 0, "conversions": 0, "revenue": 0.0, "bot": False,
+                          "path": [], "event_ids": None}]
+    with pytest.raises(ValueError, match="arrival number"):  # created 7 >= seq 0
+        fast.FastEngine.restore(cfg, state)
 
 
 @needs_core

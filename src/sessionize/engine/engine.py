@@ -353,7 +353,7 @@ class SessionEngine:
         return out
 
     def _state_delta(self) -> StateDelta:
-        sealed = [self._sealed[k].to_state() for k in sorted(self._resealed) if k in self._sealed]
+        sealed = [self._sealed[k].seal_state() for k in sorted(self._resealed) if k in self._sealed]
         return StateDelta(
             partition=self._scalars(),
             sessions=[s.to_state() for s in self._dirty.values()],
@@ -385,7 +385,7 @@ class SessionEngine:
             "partition": self.partition,
             **self._scalars(),
             "sessions": [s.to_state() for v in self._open.values() for s in v],
-            "sealed": [s.to_state() for s in self._sealed.values()],
+            "sealed": [s.seal_state() for s in self._sealed.values()],
         }
 
     @classmethod

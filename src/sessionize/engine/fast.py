@@ -4,8 +4,8 @@ surface of SessionEngine.
 The pure-Python ``SessionEngine`` stays the reference: the tests feed both the same random
 streams and require identical ChangeSets. FastEngine covers a static gap with ``grace`` (or
 unbounded grace), seals, the metrics and the ids; a configuration that uses anything else
-(gap by type, max duration, midnight split, campaign split, dedup, future guard, idle close,
-state tracking) raises ConfigError, and so does a missing core raise ImportError: callers then
+(gap by type, max duration, midnight split, campaign split, dedup, future guard, idle close)
+raises ConfigError, and so does a missing core raise ImportError: callers then
 use SessionEngine (``engine_for`` does that choice).
 
 Two ways in:
@@ -18,6 +18,10 @@ Two ways in:
   core). It returns ColumnarChanges, the ChangeSet in columns; session ids and
   dict records are made only when asked for (``.session_ids()``, ``.records()``,
   ``.to_changeset()``).
+
+With ``track_state`` (Kafka workers) each ChangeSet carries a StateDelta in exactly the format
+SessionEngine writes, and ``FastEngine.restore`` reads SessionEngine's snapshot format: a worker's
+persisted state does not depend on which engine wrote it, so either can take a partition over.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sessionize.engine.config import EngineConfig
-from sessionize.engine.engine import ChangeSet
+from sessionize.engine.engine import STATE_VERSION, ChangeSet, StateDelta
 from sessionize.engine.event import Event, Reason, Rejection
 from sessionize.errors import ConfigError
 
@@ -61,7 +65,7 @@ def unavailable_reason() -> str | None:
             "or use the pure-Python SessionEngine")
 
 
-def unsupported(config: EngineConfig, track_state: bool = False) -> list[str]:
+def unsupported(config: EngineConfig) -> list[str]:
     """The settings of ``config`` that the compiled core does not implement."""
     found = []
     if config.gap_by_type is not None:
@@ -78,8 +82,6 @@ def unsupported(config: EngineConfig, track_state: bool = False) -> list[str]:
         found.append("max_future")
     if config.idle_timeout_ms is not None:
         found.append("idle_timeout")
-    if track_state:
-        found.append("track_state")
     if not 0 < config.gap_ms < _LIMIT or not 0 <= (config.grace_ms or 0) < _LIMIT \
             or not 0 <= config.seal_retention_ms < _LIMIT:
         found.append("durations of 2^60 ms or more")
@@ -92,9 +94,18 @@ def engine_for(config: EngineConfig, partition: int = 0, track_state: bool = Fal
     """FastEngine when the core is built and supports ``config``, else SessionEngine."""
     from sessionize.engine.engine import SessionEngine
 
-    if available() and not unsupported(config, track_state):
-        return FastEngine(config, partition)
+    if available() and not unsupported(config):
+        return FastEngine(config, partition, track_state)
     return SessionEngine(config, partition, track_state)
+
+
+def restored_engine_for(config: EngineConfig, state: dict[str, Any], track_state: bool = False):
+    """``engine_for``, continuing from ``state`` (a snapshot, written by either engine)."""
+    from sessionize.engine.engine import SessionEngine
+
+    if available() and not unsupported(config):
+        return FastEngine.restore(config, state, track_state)
+    return SessionEngine.restore(config, state, track_state)
 
 
 class Vocab:
@@ -179,7 +190,7 @@ class FastEngine:
     def __init__(self, config: EngineConfig, partition: int = 0, track_state: bool = False) -> None:
         if _core is None:
             raise ImportError(unavailable_reason())
-        missing = unsupported(config, track_state)
+        missing = unsupported(config)
         if missing:
             raise ConfigError(
                 "the compiled engine does not implement " + ", ".join(missing)
@@ -187,9 +198,10 @@ class FastEngine:
             )
         self.config = config
         self.partition = partition
+        self.track_state = track_state
         m = config.metrics
         self._core = _core.Core(partition, config.gap_ms, config.grace_ms, config.seal_retention_ms,
-                                m.path_cap, config.track_event_ids)
+                                m.path_cap, config.track_event_ids, track_state)
         self.keys = KeyVocab(self._core)
         self.types = Vocab(keep_empty=True)
         self.pages = Vocab()
@@ -285,6 +297,62 @@ class FastEngine:
         """Bytes held by the core's main structures (capacities), by name."""
         return dict(self._core.memory())
 
+    @classmethod
+    def restore(cls, config: EngineConfig, state: dict[str, Any],
+                track_state: bool = False) -> FastEngine:
+        """An engine that continues exactly where ``state`` (``SessionEngine.snapshot()``'s
+        format, e.g. rebuilt from a store's StateDeltas, written by either engine) stopped."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"engine state version {state.get('version')} is not {STATE_VERSION}")
+        eng = cls(config, state["partition"], track_state)
+        eng._restore(state)
+        return eng
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        sessions, sealed = state["sessions"], state.get("sealed", [])
+        keys = self.keys.encode([st["key"] for st in sessions])
+        seal_keys = self.keys.encode([st["key"] for st in sealed])
+        stamp_vocabs = (self.pages, self.pages, self.referrers, self.campaigns, self.user_agents)
+        stamp_code, stamp_ts, stamp_seq = [], [], []
+        path_offsets, path_code, path_ts, path_seq = [0], [], [], []
+        ids_offsets, ids_code, ids_ts, ids_seq = [0], [], [], []
+        tc, ic = self.types.code, self.event_ids.code
+        for st in sessions:
+            for name, vocab in zip(_STAMPS, stamp_vocabs, strict=True):
+                v = st.get(name)
+                stamp_ts.append(v[0] if v else 0)
+                stamp_seq.append(v[1] if v else 0)
+                stamp_code.append(vocab.code(v[2]) if v else -1)
+            for ts, seq, typ in st.get("path") or ():
+                path_ts.append(ts)
+                path_seq.append(seq)
+                path_code.append(tc(typ))
+            path_offsets.append(len(path_code))
+            for ts, seq, ref in st.get("event_ids") or ():
+                ids_ts.append(ts)
+                ids_seq.append(seq)
+                ids_code.append(ic(ref))
+            ids_offsets.append(len(ids_code))
+        counters = dict(state.get("counters", {}))
+        outside = {r.value: counters.get(r.value, 0) for r in Reason if r.value not in _CORE_REASONS}
+        self._outside = {"received": sum(outside.values()), **outside,
+                         **{r: 0 for r in _CORE_REASONS}}
+        core_counters = (counters.get("received", 0) - self._outside["received"],
+                         counters.get("counted", 0), counters.get("late", 0),
+                         counters.get("no_key", 0))
+        self._sync()
+        self._core.restore(
+            state["stream_time"], state["seq"], core_counters, keys.tolist(),
+            [st["created"] for st in sessions], [st["start"] for st in sessions],
+            [st["end"] for st in sessions], [st["count"] for st in sessions],
+            [st["page_views"] for st in sessions], [st["conversions"] for st in sessions],
+            [float(st["revenue"]) for st in sessions], [bool(st["bot"]) for st in sessions],
+            stamp_code, stamp_ts, stamp_seq, path_offsets, path_code, path_ts, path_seq,
+            ids_offsets if self.config.track_event_ids else [], ids_code, ids_ts, ids_seq,
+            seal_keys.tolist(), [st["start"] for st in sealed], [st["expires"] for st in sealed],
+            [st["created"] for st in sealed],
+        )
+
     # ------------------------------------------------------------------ internals
 
     def _sync(self) -> None:
@@ -329,6 +397,10 @@ class FastEngine:
         return hashlib.blake2b(
             f"{self.partition}\x1f{self.keys.strings[key_code]}\x1f{created}".encode(), digest_size=16
         ).hexdigest()
+
+
+_STAMPS = ("entry", "exit", "referrer", "campaign", "user_agent")
+_CORE_REASONS = ("late", "no_key")  # counted by the core; the other reasons arise outside it
 
 
 def _event_ref(ev: Event) -> str:
@@ -437,6 +509,46 @@ class SessionColumns:
         return out
 
 
+    def session_states(self) -> list[dict[str, Any]]:
+        """The sessions' full state, exactly as ``Session.to_state`` gives it (track_state)."""
+        eng = self._engine
+        c = {name: arr.tolist() for name, arr in self.cols.items()}
+        if "stamp_ts" not in c:
+            raise ValueError("the engine does not track its state (track_state=False)")
+        gap = eng.config.gap_ms
+        keys, types = eng.keys.strings, eng.types.strings
+        vocabs = (eng.pages.strings, eng.pages.strings, eng.referrers.strings,
+                  eng.campaigns.strings, eng.user_agents.strings)
+        codes = [c["entry"], c["exit"], c["referrer"], c["campaign"], c["user_agent"]]
+        sts, sseq = c["stamp_ts"], c["stamp_seq"]
+        path, path_ms, path_seq, poff = c["path"], c["path_ms"], c["path_seq"], c["path_offsets"]
+        ids, ioff = c.get("ids"), c.get("ids_offsets")
+        refs = eng.event_ids.strings
+        out = []
+        for i, sid in enumerate(self.session_ids()):
+            start = c["start"][i]
+            state: dict[str, Any] = {
+                "sid": sid, "key": keys[c["key"][i]], "created": c["created"][i],
+                "start": start, "end": c["end"][i], "expires": c["end"][i] + gap,
+                "count": c["count"][i], "page_views": c["page_views"][i],
+                "conversions": c["conversions"][i], "revenue": c["revenue"][i],
+                "bot": c["is_bot"][i], "day": None, "campaign_key": None, "emitted": True,
+                "path": [(start + path_ms[j], path_seq[j], types[path[j]] if path[j] >= 0 else "")
+                         for j in range(poff[i], poff[i + 1])],
+                "event_ids": None,
+            }
+            for f, (name, strings) in enumerate(zip(_STAMPS, vocabs, strict=True)):
+                code = codes[f][i]
+                state[name] = (None if code < 0
+                               else (sts[5 * i + f], sseq[5 * i + f], strings[code]))
+            if ids is not None:
+                its, iseq = c["ids_ts"], c["ids_seq"]
+                state["event_ids"] = [(its[j], iseq[j], refs[ids[j]] if ids[j] >= 0 else "")
+                                      for j in range(ioff[i], ioff[i + 1])]
+            out.append(state)
+        return out
+
+
 class ColumnarChanges:
     """The net effect of one batch (ChangeSet) in columns: ``upserts`` and ``finals`` are
     SessionColumns; retractions are ``retracted_key``/``retracted_created`` arrays (ids on
@@ -456,6 +568,7 @@ class ColumnarChanges:
         self.rejected_index = out["rej_index"]
         self._rej_kind, self._rej_a, self._rej_b = out["rej_kind"], out["rej_a"], out["rej_b"]
         self.pre_rejections = pre_rejections
+        self._state = out if "merged_key" in out else None
         self._key = key[self.rejected_index] if key is not None else None
         self._ts = ts[self.rejected_index] if ts is not None else None
 
@@ -498,6 +611,30 @@ class ColumnarChanges:
                                      None, int(self._ts[j])))
         return out
 
+    def state_delta(self) -> StateDelta | None:
+        """How the engine's state changed (SessionEngine's StateDelta), with track_state."""
+        out = self._state
+        if out is None:
+            return None
+        eng = self._engine
+        core = eng._core
+        keys = eng.keys.strings
+        removed = core.session_ids(out["merged_key"], out["merged_created"]) + self.finals.session_ids()
+        sealed_keys = out["sealed_key"]
+        sids = core.session_ids(sealed_keys, out["sealed_created"])
+        sealed = [{"sid": sid, "key": keys[k], "created": created, "start": start, "expires": expires}
+                  for sid, k, created, start, expires in zip(
+                      sids, sealed_keys.tolist(), out["sealed_created"].tolist(),
+                      out["sealed_start"].tolist(), out["sealed_expires"].tolist(), strict=True)]
+        return StateDelta(
+            partition={"stream_time": self.stream_time, "seq": core.seq,
+                       "idle_base": self.stream_time, "counters": eng.counters},
+            sessions=self.upserts.session_states(),
+            removed=removed,
+            sealed=sealed,
+            unsealed=[keys[k] for k in out["unsealed_key"].tolist()],
+        )
+
     def to_changeset(self, events: Sequence[Event] | None = None) -> ChangeSet:
         """The same ChangeSet SessionEngine returns (dict records, ids, Rejection objects)."""
         keys = self._engine.keys.strings
@@ -508,6 +645,6 @@ class ColumnarChanges:
             rejections=self.rejections(events),
             stream_time=self.stream_time,
             counted=self.counted,
-            state=None,
+            state=self.state_delta(),
             retracted_keys=[keys[k] for k in self.retracted_key.tolist()],
         )

@@ -181,6 +181,13 @@ class Session:
             state["event_ids"] = list(self.event_ids)
         return state
 
+    def seal_state(self) -> dict[str, Any]:
+        """A closed session kept as its key's seal: only what the engine reads of a seal (the
+        candidate test, the detail of a late event, replacing and forgetting the seal).
+        ``from_state`` reads it back (the metrics keep their defaults)."""
+        return {"sid": self.sid, "key": self.key, "created": self.created, "start": self.start,
+                "expires": self.expires}
+
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Session:
         s = cls(state["sid"], state["key"], state["created"])
