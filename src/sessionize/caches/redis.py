@@ -12,11 +12,11 @@ A key's hash may hold sessions of several partitions (a user in two input files)
 carries its ``partition``, which is how a read finds the stream time its status depends on and
 how a rebuild or a prune touches one partition only.
 
-Writes: ``apply`` sends one batch's changes in ONE MULTI/EXEC transaction (one round trip), so
-a reader sees a batch whole or not at all. Retractions and finals are HDELs (a hash left empty
+Writes: ``apply`` sends one batch's changes as ONE script call (atomic, one round trip), so a
+reader sees a batch whole or not at all. Retractions and finals are HDELs (a hash left empty
 disappears); upserts are HSETs that also add the key to its partition's set and refresh the
-hash's TTL. A key that lost sessions and got none is pruned from the partition set by a small
-Lua script in the same transaction, so the set stays the size of what is cached.
+hash's TTL. A key that lost sessions and got none is pruned from the partition set, so the set
+stays the size of what is cached.
 
 Reads: ``active_sessions`` is one round trip, one command (a Lua script, atomic: HVALS of the
 key's hash + HGETALL of the small stream-time hash); the status is derived there exactly as the
@@ -68,17 +68,47 @@ MIN_TTL_MS = 60_000
 DEFAULT_TTL_MARGIN_MS = 3_600_000
 DEFAULT_UNBOUNDED_TTL_MS = 7 * 86_400_000
 
-# KEYS: the partition's key set, then the hashes of keys that lost sessions; ARGV: partition,
-# then those keys. Drop a key from the set when its hash holds no session of the partition.
-_PRUNE = """
-local p = tonumber(ARGV[1])
-for i = 2, #KEYS do
-  local keep = false
-  for _, v in ipairs(redis.call('HVALS', KEYS[i])) do
-    if cjson.decode(v)['partition'] == p then keep = true; break end
-  end
-  if not keep then redis.call('SREM', KEYS[1], ARGV[i]) end
+# One batch of a partition (RedisCache.apply). ARGV: the prefix of the hashes' names, the
+# partition's key set, the stream-time hash, partition, stream time ("" for none); n, then n
+# (key, session_id) pairs to delete (retracted and final); m, then m groups of (key, ttl, k, k
+# (session_id, JSON) pairs) to write. A key that lost sessions and got none is dropped from the
+# set when its hash holds no session of the partition any more.
+_APPLY = """
+local prefix, pset, stimes, part = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local p = tonumber(part)
+local i = 7
+local lost = {}
+for _ = 1, tonumber(ARGV[6]) do
+  redis.call('HDEL', prefix .. ARGV[i], ARGV[i + 1])
+  lost[#lost + 1] = ARGV[i]
+  i = i + 2
 end
+local written = {}
+local m = tonumber(ARGV[i]); i = i + 1
+for _ = 1, m do
+  local key, ttl, k = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local h = prefix .. key
+  i = i + 3
+  for j = i, i + 2 * k - 1, 200 do
+    redis.call('HSET', h, unpack(ARGV, j, math.min(j + 199, i + 2 * k - 1)))
+  end
+  i = i + 2 * k
+  redis.call('PEXPIRE', h, ttl, 'NX')
+  redis.call('PEXPIRE', h, ttl, 'GT')
+  redis.call('SADD', pset, key)
+  written[key] = true
+end
+for _, key in ipairs(lost) do
+  if not written[key] then
+    local keep = false
+    for _, v in ipairs(redis.call('HVALS', prefix .. key)) do
+      if cjson.decode(v)['partition'] == p then keep = true; break end
+    end
+    if not keep then redis.call('SREM', pset, key) end
+    written[key] = true
+  end
+end
+if ARGV[5] ~= '' then redis.call('HSET', stimes, part, ARGV[5]) end
 return 0
 """
 
@@ -139,6 +169,7 @@ class RedisCache:
         self._unbounded_ttl = unbounded_ttl_ms
         self._user_prefix = f"{prefix}user:".encode()
         self._read = self._client.register_script(_READ_SCRIPT)
+        self._apply = self._client.register_script(_APPLY)
         self._stream_time = f"{prefix}stream_time".encode()
 
     @classmethod
@@ -159,7 +190,10 @@ class RedisCache:
     # ------------------------------------------------------------------ writing
 
     def apply(self, partition: int, changes: ChangeSet) -> None:
-        """One batch in one MULTI/EXEC round trip: retract, upsert, finalise, stream time."""
+        """One batch in one command (the ``_APPLY`` script: atomic, one round trip): retract,
+        finalise, upsert, prune, stream time. One command rather than a MULTI of a few per
+        session, because the client's cost is per command: a batch of a thousand sessions was
+        four thousand commands to pack, queue and parse replies for."""
         if len(changes.retracted_keys) != len(changes.retractions):
             raise ValueError(
                 f"the ChangeSet has {len(changes.retractions)} retractions but "
@@ -168,23 +202,18 @@ class RedisCache:
         if not (changes.retractions or changes.upserts or changes.finals
                 or changes.stream_time is not None):
             return
-        pipe = self._client.pipeline(transaction=True)
-        lost: dict[str, None] = {}  # keys that lost a session (ordered set)
+        args: list[Any] = [self._user_prefix, self.partition_set(partition), self._stream_time,
+                           partition, "" if changes.stream_time is None else changes.stream_time,
+                           len(changes.retractions) + len(changes.finals)]
         for sid, key in zip(changes.retractions, changes.retracted_keys, strict=True):
-            pipe.hdel(self.user_hash(key), sid)
-            lost[key] = None
-        written = self._write(pipe, partition, changes.upserts, changes.stream_time)
+            args += (key, sid)
         for rec in changes.finals:
-            pipe.hdel(self.user_hash(rec["key"]), rec["session_id"])
-            lost[rec["key"]] = None
-        # a key written in this batch keeps a session of this partition: no prune needed
-        prune = [key for key in lost if key not in written]
-        if prune:
-            pipe.eval(_PRUNE, 1 + len(prune), self.partition_set(partition),
-                      *(self.user_hash(k) for k in prune), partition, *prune)
-        if changes.stream_time is not None:
-            pipe.hset(self._stream_time, str(partition), changes.stream_time)
-        self._execute(pipe, f"applying a batch of partition {partition}")
+            args += (rec["key"], rec["session_id"])
+        by_key = self._by_key(changes.upserts, changes.stream_time)
+        args.append(len(by_key))
+        for key, (ttl, mapping) in by_key.items():
+            args += (key, ttl, len(mapping) // 2, *mapping)
+        self._run(lambda: self._apply(args=args), f"applying a batch of partition {partition}")
 
     def rebuild_partition(self, partition: int, records: Iterable[dict[str, Any]],
                           stream_time: int | None) -> None:
@@ -213,22 +242,32 @@ class RedisCache:
     def _write(self, pipe: Any, partition: int, records: list[dict[str, Any]],
                stream_time: int | None) -> set[str]:
         """Queue the HSET, SADD and TTL of each key's records; returns the keys written."""
-        by_key: dict[str, dict[str, bytes]] = {}
-        ttl: dict[str, int] = {}
-        for rec in records:
-            key = rec["key"]
-            by_key.setdefault(key, {})[rec["session_id"]] = orjson.dumps(rec)
-            ms = self._ttl_ms(rec, stream_time)
-            if ms > ttl.get(key, 0):
-                ttl[key] = ms
+        by_key = self._by_key(records, stream_time)
         if by_key:
             pipe.sadd(self.partition_set(partition), *by_key)
-        for key, mapping in by_key.items():
+        for key, (ttl, mapping) in by_key.items():
             name = self.user_hash(key)
-            pipe.hset(name, mapping=mapping)
-            pipe.pexpire(name, ttl[key], nx=True)  # a new hash has no TTL: set one
-            pipe.pexpire(name, ttl[key], gt=True)  # else only ever extend it
+            pipe.hset(name, items=mapping)
+            pipe.pexpire(name, ttl, nx=True)  # a new hash has no TTL: set one
+            pipe.pexpire(name, ttl, gt=True)  # else only ever extend it
         return set(by_key)
+
+    def _by_key(self, records: list[dict[str, Any]], stream_time: int | None
+                ) -> dict[str, tuple[int, list[Any]]]:
+        """Each key's TTL (the longest its records need) and its records as a flat
+        ``[session_id, JSON, ...]`` list."""
+        by_key: dict[str, tuple[int, list[Any]]] = {}
+        for rec in records:
+            key = rec["key"]
+            ms = self._ttl_ms(rec, stream_time)
+            entry = by_key.get(key)
+            if entry is None:
+                by_key[key] = (ms, [rec["session_id"], orjson.dumps(rec)])
+            else:
+                entry[1].extend((rec["session_id"], orjson.dumps(rec)))
+                if ms > entry[0]:
+                    by_key[key] = (ms, entry[1])
+        return by_key
 
     def _ttl_ms(self, rec: dict[str, Any], stream_time: int | None) -> int:
         """Wall-clock TTL for a hash holding ``rec``: its event time left until it closes
