@@ -14,6 +14,11 @@ partition ever resumes from is what that transaction stored. So:
   and rewinds Kafka to the stored offsets: the same path as a crash, without the restart;
 - Redis down: PostgreSQL already holds the truth; the cache is marked stale, processing goes
   on, and the cache is rebuilt from PostgreSQL for every owned partition once Redis answers.
+
+Commits run on a thread of their own (``Committer``), one batch in flight while the next one is
+decoded and sessionized; batches commit in order, and a failed commit drops the batches behind
+it, so the rules above hold unchanged. Before partitions are given up or taken, and before the
+cache is rebuilt, the worker waits for the commits in flight.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any, Protocol
 
 from sessionize.caches.base import SessionCache
 from sessionize.changelog import KafkaChangelog
+from sessionize.committer import Committer
 from sessionize.engine.config import EngineConfig
 from sessionize.engine.engine import ChangeSet, SessionEngine
 from sessionize.engine.event import Event
@@ -81,6 +87,17 @@ class Health:
                 "last_commit_ms": round(self.commit_seconds * 1000, 2)}
 
 
+@dataclass
+class _Batch:
+    """What the committer thread needs of one processed batch: its changes per partition and
+    the engines' figures right after it (the thread never touches the engines)."""
+
+    items: list[tuple[int, ChangeSet, int | None]]
+    counters: dict[str, int]
+    stream_time: dict[int, int | None]
+    open_sessions: int
+
+
 class StreamWorker:
     """One member of the consumer group. ``run()`` until stopped (or idle, for bounded runs)."""
 
@@ -105,6 +122,11 @@ class StreamWorker:
         self._info = RunInfo(source=self.source.name, config=run_config or {},
                              started_at_ms=time.time_ns() // 1_000_000)
         self.run_id = self._retry("recording the run", lambda: store.begin_run(self._info))
+        self._committer: Committer[_Batch] = Committer(self._commit)
+        # offsets committed to the store, told to Kafka by the loop (the consumer is used from
+        # the loop's thread only: a call from the committer's would wait for its polls)
+        self._committed_offsets: dict[int, int] = {}
+        self._offsets_lock = threading.Lock()
 
     # -------------------------------------------------------------- loop
 
@@ -117,6 +139,8 @@ class StreamWorker:
         last_data = time.monotonic()
         try:
             while not self._stop.is_set():
+                self._recover_if_failed()
+                self._tell_kafka()
                 batch = self.source.poll(self.batch_size, self.poll_timeout)
                 self.health.kafka_ok = self.source.last_error is None
                 now = time.monotonic()
@@ -130,6 +154,8 @@ class StreamWorker:
                 if self.config.idle_timeout_ms is not None:
                     self._advance_idle(now)
                 if self._cache_stale:
+                    self._committer.drain()  # the store must hold every batch processed so far
+                    self._recover_if_failed()
                     self._rebuild_cache(list(self.engines))
         finally:
             self._finish()
@@ -144,28 +170,47 @@ class StreamWorker:
             if len(events) != len(pb.items):
                 engine.reject(it for it in pb.items if not isinstance(it, Event))
             items.append((partition, engine.process(events), pb.next_offset))
-        if not items:
-            return
-        try:
-            if self.changelog is not None:  # before the commit: at-least-once, keyed
-                self.changelog.publish(items)
-            started = time.perf_counter()
-            self.store.apply_batch(self.run_id, self.source.name, items)
-        except SessionizeError as exc:
-            self._store_failed(exc)
-            return
+        if items:
+            self._submit(items)
+            self.health.lag = self.source.lag()
+
+    def _submit(self, items: list[tuple[int, ChangeSet, int | None]]) -> None:
+        """Hand a processed batch to the committer, with the engines' figures after it."""
+        totals: dict[str, int] = {}
+        for engine in self.engines.values():
+            for name, n in engine.counters.items():
+                totals[name] = totals.get(name, 0) + n
+        batch = _Batch(items, totals, {p: e.stream_time for p, e in self.engines.items()},
+                       sum(e.open_count for e in self.engines.values()))
+        if not self._committer.submit(batch):
+            # an earlier commit failed: this batch was computed from engine state the store
+            # never got; it is dropped and read again after the rewind
+            self._recover_if_failed()
+
+    def _commit(self, batch: _Batch) -> None:
+        """On the committer thread: changelog, then the store transaction, then the cache and
+        Kafka's own offsets (for lag only). A SessionizeError stops the commits here."""
+        items = batch.items
+        if self.changelog is not None:  # before the commit: at-least-once, keyed
+            self.changelog.publish(items)
+        started = time.perf_counter()
+        self.store.apply_batch(self.run_id, self.source.name, items)
         self.health.commit_seconds = time.perf_counter() - started
         self.health.store_ok = True
         self._update_cache(items)
-        self.source.commit_async({p: off for p, _, off in items if off is not None})
-        self._count(items)
-        self.health.lag = self.source.lag()
-        self._record_metrics()
+        with self._offsets_lock:
+            self._committed_offsets.update({p: off for p, _, off in items if off is not None})
+        self._count(batch)
+        record_batch(self.health, self.health.commit_seconds, batch.open_sessions)
 
-    def _record_metrics(self) -> None:
-        """The Prometheus metrics of the health port, after a committed batch."""
-        record_batch(self.health, self.health.commit_seconds,
-                     sum(e.open_count for e in self.engines.values()))
+    def _tell_kafka(self) -> None:
+        """Commit the store's offsets to Kafka too, for lag monitoring (the store holds the
+        truth: a partition resumes from what PostgreSQL says)."""
+        with self._offsets_lock:
+            offsets, self._committed_offsets = self._committed_offsets, {}
+        offsets = {p: o for p, o in offsets.items() if p in self.engines}
+        if offsets:
+            self.source.commit_async(offsets)
 
     def _advance_idle(self, now: float) -> None:
         """Idle close (SEMANTICS.md §3, off by default): a partition that received nothing for
@@ -180,29 +225,22 @@ class StreamWorker:
                 if changes:
                     items.append((p, changes, None))
         if items:
-            started = time.perf_counter()
-            try:
-                self.store.apply_batch(self.run_id, self.source.name, items)
-            except SessionizeError as exc:
-                self._store_failed(exc)
-                return
-            self.health.commit_seconds = time.perf_counter() - started
-            self._update_cache(items)
-            self.health.stream_time = {p: e.stream_time for p, e in self.engines.items()}
-            self._record_metrics()
+            self._submit(items)
 
-    def _count(self, items: list[tuple[int, ChangeSet, int | None]]) -> None:
+    def _count(self, batch: _Batch) -> None:
         h = self.health
         h.batches += 1
-        h.stream_time = {p: e.stream_time for p, e in self.engines.items()}
-        totals: dict[str, int] = {}
-        for engine in self.engines.values():
-            for name, n in engine.counters.items():
-                totals[name] = totals.get(name, 0) + n
+        h.stream_time = batch.stream_time
+        totals = batch.counters
         h.events, h.counted = totals.get("received", 0), totals.get("counted", 0)
         h.rejected = {k: v for k, v in totals.items() if k not in ("received", "counted")}
 
     # -------------------------------------------------------------- failures
+
+    def _recover_if_failed(self) -> None:
+        exc = self._committer.failure()
+        if exc is not None:
+            self._store_failed(exc)
 
     def _store_failed(self, exc: Exception) -> None:
         """The batch did not commit: the engines are ahead of the store. Throw them away and
@@ -280,6 +318,7 @@ class StreamWorker:
         return offsets
 
     def _assigned(self, partitions: list[int]) -> dict[int, int | None]:
+        self._committer.drain()
         offsets = self._retry(f"restoring partitions {partitions}",
                               lambda: self._restore(partitions))
         self.health.partitions = sorted(self.engines)
@@ -287,11 +326,18 @@ class StreamWorker:
         return offsets
 
     def _revoked(self, partitions: list[int]) -> None:
+        # every batch of these partitions must be in the store before their next owner reads
+        # it (a failed commit is collected by the loop: it restores the partitions kept)
+        self._committer.drain()
         for p in partitions:
             self.engines.pop(p, None)
         self.health.partitions = sorted(self.engines)
 
     def _finish(self) -> None:
+        self._committer.close()
+        exc = self._committer.failure()
+        if exc is not None:
+            log.warning("the last batches were not committed (the next run replays them): %s", exc)
         try:
             self.source.close()
         finally:
