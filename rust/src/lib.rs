@@ -6,6 +6,7 @@
 //! come back as a dict of NumPy columns. The GIL is released while a batch is processed.
 
 mod engine;
+mod jsondecode;
 mod path;
 mod queue;
 mod sid;
@@ -476,9 +477,77 @@ fn output_dict<'py>(py: Python<'py>, o: Output) -> PyResult<Bound<'py, PyDict>> 
     Ok(d)
 }
 
+/// JSON records to event columns (see `jsondecode.rs`): the common shapes decoded here, every
+/// other record marked for the reference decoder.
+#[pyclass(module = "sessionize_core")]
+struct JsonDecoder {
+    spec: jsondecode::Spec,
+}
+
+#[pymethods]
+impl JsonDecoder {
+    /// `ts_format`: "iso" (with `naive_utc`: a time without offset is UTC), or "epoch_s",
+    /// "epoch_ms", "epoch_us".
+    #[new]
+    #[pyo3(signature = (key, ts, ts_format, naive_utc, typ, default_type, event_id, page, referrer,
+                        user_agent, campaign, revenue, received_at))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(key: Vec<String>, ts: String, ts_format: &str, naive_utc: bool, typ: Option<String>,
+           default_type: Option<String>, event_id: Option<String>, page: Option<String>,
+           referrer: Option<String>, user_agent: Option<String>, campaign: Vec<String>,
+           revenue: Option<String>, received_at: Option<String>) -> PyResult<JsonDecoder> {
+        let ts_format = match ts_format {
+            "iso" => jsondecode::TsFormat::Iso { naive_utc },
+            "epoch_s" => jsondecode::TsFormat::Epoch { scale: 1000.0 },
+            "epoch_ms" => jsondecode::TsFormat::Epoch { scale: 1.0 },
+            "epoch_us" => jsondecode::TsFormat::Epoch { scale: 0.001 },
+            other => return Err(PyValueError::new_err(format!("unsupported ts_format {other:?}"))),
+        };
+        if key.is_empty() {
+            return Err(PyValueError::new_err("at least one key field"));
+        }
+        Ok(JsonDecoder { spec: jsondecode::Spec {
+            key, ts, ts_format, typ, default_type, event_id, page, referrer, user_agent, campaign,
+            revenue, received_at,
+        } })
+    }
+
+    /// Decode a list of records (bytes, or None for a record without a value). Returns a dict:
+    /// `status` (0 decoded, 1 for the reference decoder), `ts`, `revenue` (NaN: none), and for
+    /// `key`, `type`, `event_id`, `page`, `referrer`, `campaign`, `user_agent` the per-batch
+    /// dictionary `<name>_codes` (-1: none) into `<name>_values`.
+    fn decode<'py>(&self, py: Python<'py>, values: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyDict>> {
+        let mut owned: Vec<Option<Bound<'py, PyBytes>>> = Vec::with_capacity(values.len());
+        for v in values.iter() {
+            if v.is_none() {
+                owned.push(None);
+            } else {
+                owned.push(Some(v.cast_into::<PyBytes>().map_err(|_| {
+                    PyTypeError::new_err("records must be bytes or None")
+                })?));
+            }
+        }
+        let slices: Vec<Option<&[u8]>> = owned.iter().map(|b| b.as_ref().map(|b| b.as_bytes())).collect();
+        let spec = &self.spec;
+        let out = py.detach(|| jsondecode::decode(spec, &slices));
+        let d = PyDict::new(py);
+        d.set_item("status", out.status.into_pyarray(py))?;
+        d.set_item("ts", out.ts.into_pyarray(py))?;
+        d.set_item("revenue", out.revenue.into_pyarray(py))?;
+        for (name, col) in [("key", out.key), ("type", out.typ), ("event_id", out.event_id),
+                            ("page", out.page), ("referrer", out.referrer), ("campaign", out.campaign),
+                            ("user_agent", out.user_agent)] {
+            d.set_item(format!("{name}_codes"), col.codes.into_pyarray(py))?;
+            d.set_item(format!("{name}_values"), PyList::new(py, col.values)?)?;
+        }
+        Ok(d)
+    }
+}
+
 #[pymodule]
 fn sessionize_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
+    m.add_class::<JsonDecoder>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("SESSION_BYTES", std::mem::size_of::<engine::Session>())?;
     Ok(())

@@ -948,28 +948,38 @@ def _numbers(raw: pl.Series, name: str) -> tuple[pl.Series, pl.Expr]:
     n = len(raw)
     if raw.dtype == pl.Null or raw.null_count() == n:
         return _nulls(n, pl.Float64), pl.lit(None, pl.String)
-    if raw.dtype.is_numeric():
-        return raw.cast(pl.Float64), pl.lit(None, pl.String)
-    text = raw.cast(pl.String)
-    parsed = text.str.strip_chars().cast(pl.Float64, strict=False)
-    todo = parsed.is_null() & text.is_not_null() & (text != "")
     errors: pl.Series | None = None
-    if todo.any():
-        values: dict[str, float] = {}
-        messages: dict[str, str] = {}
-        for v in text.filter(todo).unique().to_list():
-            try:
-                values[v] = float(v)
-            except (TypeError, ValueError):
-                messages[v] = f"not a number: {v!r}"
-        if values:
-            looked = text.replace_strict(list(values), list(values.values()), default=None,
-                                         return_dtype=pl.Float64)
-            parsed = pl.select(pl.when(todo).then(looked).otherwise(parsed)).to_series()
-        if messages:
-            errors = text.replace_strict(list(messages), list(messages.values()), default=None,
-                                         return_dtype=pl.String)
-            errors = pl.select(pl.when(todo).then(errors)).to_series()
+    if raw.dtype.is_numeric():
+        parsed = raw.cast(pl.Float64)
+        spelling = None
+    else:
+        text = spelling = raw.cast(pl.String)
+        parsed = text.str.strip_chars().cast(pl.Float64, strict=False)
+        todo = parsed.is_null() & text.is_not_null() & (text != "")
+        if todo.any():
+            values: dict[str, float] = {}
+            messages: dict[str, str] = {}
+            for v in text.filter(todo).unique().to_list():
+                try:
+                    values[v] = float(v)
+                except (TypeError, ValueError):
+                    messages[v] = f"not a number: {v!r}"
+            if values:
+                looked = text.replace_strict(list(values), list(values.values()), default=None,
+                                             return_dtype=pl.Float64)
+                parsed = pl.select(pl.when(todo).then(looked).otherwise(parsed)).to_series()
+            if messages:
+                errors = text.replace_strict(list(messages), list(messages.values()),
+                                             default=None, return_dtype=pl.String)
+                errors = pl.select(pl.when(todo).then(errors)).to_series()
+    # "nan" and "inf" parse, but are not amounts (the decoder rejects them too)
+    odd = (parsed.is_nan() | parsed.is_infinite()).fill_null(False)
+    if odd.any():
+        spelled = (spelling.filter(odd).to_list() if spelling is not None
+                   else parsed.filter(odd).to_list())
+        message = pl.Series([f"not a finite number: {v!r}" for v in spelled], dtype=pl.String)
+        fill = pl.Series([None] * n, dtype=pl.String).scatter(odd.arg_true(), message)
+        errors = fill if errors is None else errors.fill_null(fill)
     return parsed, pl.lit(None, pl.String) if errors is None else pl.lit(errors)
 
 

@@ -28,3 +28,23 @@ def test_unreadable_fields_are_malformed_with_the_field_named():
     for r, words in ((bad_ts, "'ts'"), (bad_rev, "'revenue'"), (nul_key, "NUL")):
         assert isinstance(r, Rejection) and r.reason is Reason.MALFORMED and words in r.detail
     assert bad_ts.offset == 3 and bad_ts.raw == "raw"
+
+
+def test_amounts_that_are_not_finite_are_malformed():
+    d = RecordDecoder(FieldMap())
+    for value in ("nan", " inf", "-Infinity"):
+        r = d.decode({"user_id": "a", "ts": 0, "revenue": value}, 4, "raw")
+        assert isinstance(r, Rejection) and r.reason is Reason.MALFORMED
+        assert r.detail == f"field 'revenue': not a finite number: {value!r}"
+    assert d.decode({"user_id": "a", "ts": 0, "revenue": "1e3"}, 5, "raw").revenue == 1000.0
+
+
+def test_timestamps_beyond_the_engines_range_are_malformed():
+    d = RecordDecoder(FieldMap())
+    limit = 1 << 47
+    assert d.decode({"user_id": "a", "ts": limit - 1}, 1, "raw").ts == limit - 1
+    assert d.decode({"user_id": "a", "ts": -limit}, 1, "raw").ts == -limit
+    for ts in (limit, -limit - 1, "9000-01-01T00:00:00Z"):
+        r = d.decode({"user_id": "a", "ts": ts}, 2, "raw")
+        assert isinstance(r, Rejection) and r.reason is Reason.MALFORMED
+        assert "out of the supported range" in r.detail and r.key == "a"

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from math import isfinite
 from typing import Any
 
 from sessionize.decode.timestamps import BadTimestamp, make_parser
 from sessionize.engine.event import Event, Reason, Rejection
+
+# Event time lies in [-2^47, 2^47) ms, about years -2489 to 6429: the compiled engine packs
+# timestamps into 48 bits, and a stamp ages beyond that are input errors, not events (one would
+# move stream time millennia ahead and make every later event late).
+TS_LIMIT_MS = 1 << 47
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,9 @@ class RecordDecoder:
             ts = self._parse_ts(ts_value)
         except BadTimestamp as exc:
             return Rejection(Reason.MALFORMED, raw, f"field {self._ts_name!r}: {exc}", offset, key)
+        if not -TS_LIMIT_MS <= ts < TS_LIMIT_MS:
+            return Rejection(Reason.MALFORMED, raw, f"field {self._ts_name!r}: {ts_value!r} is "
+                             "out of the supported range (years -2489 to 6429)", offset, key)
         # type, event_id, page, referrer, user_agent as _text() reads them, unrolled (hot)
         tn, en, pn, rn, un = self._texts
         v = get(tn) if tn is not None else None
@@ -106,6 +115,10 @@ class RecordDecoder:
                         return Rejection(Reason.MALFORMED, raw,
                                          f"field {f.revenue!r}: not a number: {value!r}", offset,
                                          key)
+                    if not isfinite(revenue):  # "nan", "inf": would poison every sum
+                        return Rejection(Reason.MALFORMED, raw,
+                                         f"field {f.revenue!r}: not a finite number: {value!r}",
+                                         offset, key)
         received_at = None
         if f.received_at:
             value = get(f.received_at)

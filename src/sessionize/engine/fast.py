@@ -31,6 +31,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sessionize.engine.columns import EventColumns
 from sessionize.engine.config import EngineConfig
 from sessionize.engine.engine import STATE_VERSION, ChangeSet, StateDelta
 from sessionize.engine.event import Event, Reason, Rejection
@@ -249,6 +250,25 @@ class FastEngine:
                                  codes(campaign_codes), codes(ua_codes), rev, bot, refs)
         return self._changes(out, key, ts)
 
+    def process_event_columns(self, batch: EventColumns) -> ChangeSet:
+        """Sessionize a batch decoded in columns (``sessionize.decode.columnar``): its per-batch
+        dictionaries are mapped through the engine's once per distinct value, no Event is made
+        (but for the rejected events, from their raw records)."""
+        texts = batch.texts
+        ids = None
+        if self.config.track_event_ids:
+            codes, values = texts["event_id"]
+            refs = [values[c] if c >= 0 else (f"#{o}" if o is not None else "")
+                    for c, o in zip(codes.tolist(), batch.offsets, strict=True)]
+            ids = self.event_ids.encode(refs)
+        changes = self.process_columns(
+            _remap(self.keys.encode(texts["key"][1]), texts["key"][0]), batch.ts,
+            _remap_vocab(self.types, texts["type"]), _remap_vocab(self.pages, texts["page"]),
+            _remap_vocab(self.referrers, texts["referrer"]),
+            _remap_vocab(self.campaigns, texts["campaign"]),
+            _remap_vocab(self.user_agents, texts["user_agent"]), batch.revenue, None, ids)
+        return changes.to_changeset(batch)
+
     def reject(self, rejections: Iterable[Rejection]) -> None:
         """Account for records refused before they became events (malformed input); they go
         out with the next ChangeSet and do not move stream time (as SessionEngine.reject)."""
@@ -397,6 +417,17 @@ class FastEngine:
         return hashlib.blake2b(
             f"{self.partition}\x1f{self.keys.strings[key_code]}\x1f{created}".encode(), digest_size=16
         ).hexdigest()
+
+
+def _remap(table: Any, codes: Any) -> Any:
+    """Per-batch codes (-1: none) through ``table`` (the engine's code of each batch value)."""
+    return np.append(np.asarray(table, dtype=np.int32), np.int32(-1))[codes]
+
+
+def _remap_vocab(vocab: Vocab, text: tuple[Any, list[str]]) -> Any:
+    codes, values = text
+    code = vocab.code
+    return _remap(np.fromiter((code(v) for v in values), np.int32, len(values)), codes)
 
 
 _STAMPS = ("entry", "exit", "referrer", "campaign", "user_agent")
