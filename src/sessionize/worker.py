@@ -37,6 +37,8 @@ from sessionize.engine.config import EngineConfig
 from sessionize.engine.engine import ChangeSet, SessionEngine
 from sessionize.engine.event import Event
 from sessionize.engine.fast import FastEngine, engine_for, restored_engine_for
+from sessionize.engine.fast import available as fast_available
+from sessionize.engine.fast import unsupported as fast_unsupported
 from sessionize.errors import SessionizeError
 from sessionize.metrics import record_batch
 from sessionize.sources.kafka import KafkaSource, PartitionBatch
@@ -118,7 +120,10 @@ class StreamWorker:
         self._cache_stale = False
         self._last_seen: dict[int, float] = {}  # monotonic time of each partition's last record
         self._stop = threading.Event()
-        self.source = make_source(on_assign=self._assigned, on_revoke=self._revoked)
+        # the compiled engine takes its batches decoded in columns
+        columnar = fast_available() and not fast_unsupported(config)
+        self.source = make_source(on_assign=self._assigned, on_revoke=self._revoked,
+                                  columnar=columnar)
         self._info = RunInfo(source=self.source.name, config=run_config or {},
                              started_at_ms=time.time_ns() // 1_000_000)
         self.run_id = self._retry("recording the run", lambda: store.begin_run(self._info))
@@ -166,10 +171,15 @@ class StreamWorker:
             engine = self.engines.get(partition)
             if engine is None:  # revoked while the records were in flight: not ours any more
                 continue
-            events = [it for it in pb.items if isinstance(it, Event)]
-            if len(events) != len(pb.items):
-                engine.reject(it for it in pb.items if not isinstance(it, Event))
-            items.append((partition, engine.process(events), pb.next_offset))
+            if pb.columns is not None:  # decoded in columns: items are the malformed records
+                engine.reject(pb.items)  # type: ignore[arg-type]
+                changes = engine.process_event_columns(pb.columns)  # type: ignore[union-attr]
+            else:
+                events = [it for it in pb.items if isinstance(it, Event)]
+                if len(events) != len(pb.items):
+                    engine.reject(it for it in pb.items if not isinstance(it, Event))
+                changes = engine.process(events)
+            items.append((partition, changes, pb.next_offset))
         if items:
             self._submit(items)
             self.health.lag = self.source.lag()

@@ -79,8 +79,7 @@ class ColumnDecoder:
                     keep[i] = False
                 else:
                     _put(texts, ts, revenue, i, item)  # type: ignore[arg-type]
-        raw = [_text(v) for v in values]
-        cols = EventColumns(texts, ts, revenue, list(offsets), raw)
+        cols = EventColumns(texts, ts, revenue, list(offsets), values)
         if keep is not None and not keep.all():
             cols = _select(cols, keep)
         return cols, rejected
@@ -92,10 +91,6 @@ class ColumnDecoder:
             text = value.decode("utf-8", "backslashreplace") if value is not None else "null"
             return decode_json_text(self.reference, text, offsets[i])  # type: ignore[arg-type]
         return decode_one
-
-
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("utf-8", "backslashreplace")
 
 
 def _put(texts: dict[str, Text], ts: Any, revenue: Any, i: int, ev: Event) -> None:

@@ -25,7 +25,7 @@ class EventColumns:
     ts: Any  # int64
     revenue: Any  # float64, NaN for none
     offsets: list[int | None]
-    raw: list[Any]
+    raw: list[Any]  # each row's record as received (bytes are read as UTF-8 when needed)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -42,6 +42,10 @@ class EventColumns:
         return Event(t("key", i), int(self.ts[i]), t("type", i), t("event_id", i), t("page", i),
                      t("referrer", i), t("campaign", i), t("user_agent", i),
                      None if revenue != revenue else revenue, False, None, self.offsets[i],
-                     self.raw[i])
+                     _text(self.raw[i]))
+
+
+def _text(raw: Any) -> Any:
+    return raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
 
 

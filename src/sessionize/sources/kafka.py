@@ -14,8 +14,10 @@ from urllib.parse import urlparse
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from sessionize.decode.columnar import ColumnDecoder, unsupported_reason
 from sessionize.decode.fields import FieldMap, RecordDecoder
 from sessionize.decode.jsonrecord import decode_json_text
+from sessionize.engine.columns import EventColumns
 from sessionize.engine.event import Event, Reason, Rejection
 from sessionize.errors import ConfigError
 
@@ -37,21 +39,29 @@ def parse_kafka_url(url: str) -> tuple[str, str]:
 
 @dataclass
 class PartitionBatch:
-    """What one poll brought for one partition: decoded items and the offset to resume at."""
+    """What one poll brought for one partition: decoded items and the offset to resume at.
+    Decoded in columns (``columnar=True``), the events are ``columns`` and ``items`` holds
+    only the records rejected as malformed."""
 
     items: list[Event | Rejection] = field(default_factory=list)
     next_offset: int = 0
+    columns: EventColumns | None = None
 
 
 class KafkaSource:
-    """One consumer in group ``group`` on ``topic``; records are JSON objects keyed by user."""
+    """One consumer in group ``group`` on ``topic``; records are JSON objects keyed by user.
+    With ``columnar`` (for the compiled engine) each partition's records of a poll are decoded
+    in one call into ``EventColumns`` when the field mapping allows it."""
 
     def __init__(self, bootstrap: str, topic: str, group: str, fields: FieldMap | None = None,
                  *, on_assign: AssignFn, on_revoke: RevokeFn,
-                 extra: dict[str, object] | None = None) -> None:
+                 extra: dict[str, object] | None = None, columnar: bool = False) -> None:
         self.topic = topic
         self.name = f"kafka://{bootstrap}/{topic}"
-        self._decoder = RecordDecoder(fields or FieldMap())
+        fields = fields or FieldMap()
+        self._decoder = RecordDecoder(fields)
+        self._columns = (ColumnDecoder(fields)
+                         if columnar and unsupported_reason(fields) is None else None)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self.last_error: str | None = None
@@ -99,11 +109,11 @@ class KafkaSource:
     def poll(self, max_messages: int, timeout: float) -> dict[int, PartitionBatch]:
         """Up to ``max_messages`` records, decoded and grouped by partition in offset order."""
         msgs = self._consumer.consume(num_messages=max_messages, timeout=timeout)
-        out: dict[int, PartitionBatch] = {}
-        decode = self._decode
-        decoder = self._decoder
-        items: list[Event | Rejection] = []
-        batch: PartitionBatch | None = None
+        # per partition: values, offsets, timestamps (records come in runs of one partition)
+        raw: dict[int, tuple[list[bytes | None], list[int], list[int]]] = {}
+        values: list[bytes | None] = []
+        offsets: list[int] = []
+        stamps: list[int] = []
         current = -1
         recovered = False  # a record arrived after the last error: Kafka answers again
         for msg in msgs:
@@ -115,17 +125,30 @@ class KafkaSource:
                     recovered = False
                 continue
             recovered = True
-            partition, offset = msg.partition(), msg.offset()
-            if partition != current:  # records come in runs of one partition
-                batch = out.get(partition)
-                if batch is None:
-                    batch = out[partition] = PartitionBatch()
-                items, current = batch.items, partition
-            items.append(decode(decoder, msg.value(), partition, offset, msg.timestamp()[1]))
-            batch.next_offset = offset + 1  # type: ignore[union-attr]
+            partition = msg.partition()
+            if partition != current:
+                if partition not in raw:
+                    raw[partition] = ([], [], [])
+                values, offsets, stamps = raw[partition]
+                current = partition
+            values.append(msg.value())
+            offsets.append(msg.offset())
+            stamps.append(msg.timestamp()[1])
         if recovered:
             self.last_error = None
-        return out
+        return {p: self._decoded(p, *parts) for p, parts in raw.items()}
+
+    def _decoded(self, partition: int, values: list[bytes | None], offsets: list[int],
+                 stamps: list[int]) -> PartitionBatch:
+        decoder = self._decoder
+
+        def one(i: int) -> Event | Rejection:
+            return self._decode(decoder, values[i], partition, offsets[i], stamps[i])
+
+        if self._columns is not None:
+            columns, rejected = self._columns.decode(values, offsets, one)
+            return PartitionBatch(list(rejected), offsets[-1] + 1, columns)
+        return PartitionBatch([one(i) for i in range(len(values))], offsets[-1] + 1)
 
     @staticmethod
     def _decode(decoder: RecordDecoder, value: bytes | None, partition: int, offset: int,
