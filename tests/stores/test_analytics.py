@@ -446,8 +446,18 @@ def test_a_store_of_the_first_schema_is_migrated_with_empty_path_ms(read: Reader
                        "applied_at_ms bigint NOT NULL)")
             db.execute("INSERT INTO schema_migrations VALUES (1, 0)")
             db.execute(insert.replace("?", "%s"), values)  # type: ignore[arg-type]
+            # a worker's engine state as version 1 kept it (jsonb): read back the same after
+            db.execute("INSERT INTO engine_partitions VALUES ('k', 0, 5, 9, 5, '{}', 9)")
+            db.execute("INSERT INTO engine_sessions VALUES ('k', 0, 's1', %s::jsonb)",
+                       ('{"sid": "s1", "path": [[1, 2, "view"]]}',))
+            db.execute("INSERT INTO engine_sealed VALUES ('k', 0, 'u', %s::jsonb)",
+                       ('{"sid": "s0", "key": "u", "expires": 3}',))
         store = PostgresStore(dsn)
-        assert store.schema_version() == len(PG_MIGRATIONS) == 3
+        assert store.schema_version() == len(PG_MIGRATIONS) == 4
+        state, offset = store.load_partition("k", 0)
+        assert offset is None and state is not None
+        assert state["sessions"] == [{"sid": "s1", "path": [[1, 2, "view"]]}]
+        assert state["sealed"] == [{"sid": "s0", "key": "u", "expires": 3}]
     try:
         got = store.session(rec["session_id"])
         assert got["path"] == ["view", "cart"] and got["path_ms"] == []
