@@ -9,7 +9,7 @@ and HTTP ingest are one partition each; Kafka runs one engine per partition thro
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -119,11 +119,8 @@ class FilePipeline:
         started = time.perf_counter()
         info = RunInfo(source=source.name, config=config, started_at_ms=_now_ms())
         run_id = self.sink.begin_run(info)
-        for batch in source.batches(self.batch_size):
-            events = [item for item in batch if isinstance(item, Event)]
-            if len(events) != len(batch):
-                self.engine.reject(item for item in batch if not isinstance(item, Event))
-            self._apply(run_id, source.partition, self.engine.process(events), summary)
+        for changes in self._changes(source):
+            self._apply(run_id, source.partition, changes, summary)
             summary.seconds = time.perf_counter() - started
             if progress is not None:
                 progress(summary, source)
@@ -138,6 +135,22 @@ class FilePipeline:
         self.sink.finish_run(run_id, info)
         self.outputs.close()
         return summary
+
+    def _changes(self, source: Source) -> Iterator[ChangeSet]:
+        """Each batch's changes: decoded in columns for the compiled engine when the source
+        can (JSON Lines), else as Events."""
+        engine = self.engine
+        column_batches = getattr(source, "column_batches", None)
+        if isinstance(engine, FastEngine) and column_batches is not None and source.columnar():
+            for columns, rejected in column_batches(self.batch_size):
+                engine.reject(rejected)
+                yield engine.process_event_columns(columns)
+            return
+        for batch in source.batches(self.batch_size):
+            events = [item for item in batch if isinstance(item, Event)]
+            if len(events) != len(batch):
+                engine.reject(item for item in batch if not isinstance(item, Event))
+            yield engine.process(events)
 
     def _apply(self, run_id: int, partition: int, changes: ChangeSet, summary: RunSummary) -> None:
         self.sink.apply(run_id, partition, changes)

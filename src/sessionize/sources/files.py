@@ -174,6 +174,32 @@ class LineReader:
                              f"{lineno} ({exc}); re-copy or re-compress it") from exc
 
 
+    def raw_lines(self) -> Iterator[tuple[int, bytes]]:
+        """``lines()`` undecoded: every non-blank line's number and bytes (a BOM removed)."""
+        if self._stream is None:
+            raise RuntimeError("LineReader.raw_lines() needs an open reader: use it in a `with`")
+        lineno = 0
+        try:
+            for lineno, data in enumerate(self._stream, 1):
+                data = data.rstrip(b"\r\n")
+                if lineno == 1 and data.startswith(_BOM):
+                    data = data[3:]
+                if not data or data.isspace():
+                    continue
+                yield lineno, data
+        except _CORRUPT as exc:
+            raise InputError(f"input file {str(self.path)!r} is corrupt or truncated after line "
+                             f"{lineno} ({exc}); re-copy or re-compress it") from exc
+
+
+def decode_line(data: bytes) -> tuple[str, str | None]:
+    """A line's text, and what is wrong with its bytes (None if they are valid UTF-8)."""
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return data.decode("utf-8", "backslashreplace"), _bad_bytes(exc)
+
+
 def _bad_bytes(exc: UnicodeDecodeError) -> str:
     bad = exc.object[exc.start:exc.end]
     return f"not valid UTF-8 (byte {bad.hex(' ')} at column {exc.start + 1})"
