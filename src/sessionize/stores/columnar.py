@@ -401,7 +401,7 @@ class ColumnarAnalytics(an.Analytics):
         g = len(uniq)
         groups = [(int(u) // k, offsets[int(u) % k]) for u in uniq]
         width = len(self._builder.keys.values) + 1
-        users = np.unique(group.astype(np.int64) * width + c.key[rows]) // width
+        users = _sorted_unique(group.astype(np.int64) * width + c.key[rows]) // width
         counts = {
             "n": np.bincount(group, minlength=g),
             "users": np.bincount(users, minlength=g),
@@ -462,6 +462,15 @@ def _without(cols: Columns, rows: list[int]) -> Columns:
     alive = cols.alive.copy()
     alive[rows] = False
     return dataclasses.replace(cols, alive=alive, _positions=cols._positions)
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` by sorting: NumPy 2's default hashes, which on a million int64 here took
+    fifty times as long as the sort."""
+    if not len(values):
+        return values
+    v = np.sort(values)
+    return v[np.concatenate(([True], v[1:] != v[:-1]))]
 
 
 def _distinct(codes: np.ndarray) -> int:
