@@ -429,11 +429,15 @@ impl Engine {
                 Some(t) => ts > t,
             };
             if advance {
+                // Python's `_advance`: close what is due, then forget seals past retention
                 self.stream_time = Some(ts);
                 if let Some(deadline) = self.closing.as_ref().and_then(|q| q.min()) {
                     if deadline < ts {
                         self.close_due();
                     }
+                }
+                if self.unseal.min().is_some_and(|d| d < ts - self.cfg.grace.unwrap_or(0)) {
+                    self.unseal_due(ts);
                 }
             }
         }
@@ -718,7 +722,6 @@ impl Engine {
             self.close(slot);
         }
         self.due = due;
-        self.unseal_due(t);
     }
 
     /// Python's `_close`: final record, then the seal.
@@ -757,10 +760,7 @@ impl Engine {
         if self.cfg.track_state {
             self.resealed.push(s.key);
         }
-        if self.cfg.grace.is_some() {
-            // only a close pass (bounded grace) ever unseals
-            self.unseal.push(expires + self.cfg.retention, s.key);
-        }
+        self.unseal.push(expires + self.cfg.retention, s.key);
     }
 
     /// Python's `_unseal_due`: forget old seals of keys with nothing open.
@@ -925,9 +925,7 @@ impl Engine {
             };
             self.keys[key as usize].seal = idx;
             self.sealed_count += 1;
-            if self.cfg.grace.is_some() {
-                self.unseal.push(expires + self.cfg.retention, key);
-            }
+            self.unseal.push(expires + self.cfg.retention, key);
         }
         self.stream_time = stream_time;
         self.seq = seq;

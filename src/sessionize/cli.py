@@ -69,7 +69,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="Kafka: stop after this long without a record (bounded replays)")
     run.add_argument("--health-port", type=int, metavar="PORT",
                      help="Kafka: serve the worker's health at http://127.0.0.1:PORT/health")
-    run.add_argument("--batch-size", type=int, default=5_000, help="Kafka: records per batch")
+    run.add_argument("--batch-size", type=int, default=50_000,
+                     help="Kafka: at most this many records per batch, one transaction each (a "
+                          "poll returns with what arrived within half a second, so a live stream "
+                          "commits small batches often and a backlog large ones)")
     run.add_argument("--changelog-topic", metavar="TOPIC",
                      help="Kafka: also publish session changes keyed by session_id "
                           "(tombstones for merged-away sessions)")

@@ -104,7 +104,7 @@ class StreamWorker:
     """One member of the consumer group. ``run()`` until stopped (or idle, for bounded runs)."""
 
     def __init__(self, config: EngineConfig, store: StreamStore, cache: SessionCache | None,
-                 make_source: Callable[..., KafkaSource], *, batch_size: int = 5_000,
+                 make_source: Callable[..., KafkaSource], *, batch_size: int = 50_000,
                  poll_timeout: float = 0.5, max_backoff: float = 10.0,
                  run_config: dict[str, Any] | None = None,
                  changelog: KafkaChangelog | None = None) -> None:

@@ -487,58 +487,56 @@ class SessionColumns:
         eng = self._engine
         m = eng.config.metrics
         gap, partition = eng.config.gap_ms, eng.partition
-        keys, types = eng.keys.strings, eng.types.strings
+        keys = eng.keys.strings
         c = {name: arr.tolist() for name, arr in self.cols.items()}
-        sids = self.session_ids()
         T = self.stream_time
         min_dur, min_pv = m.engaged_min_duration_ms, m.engaged_min_page_views
-
-        def value(strings: list[str], code: int) -> str | None:
-            return strings[code] if code >= 0 else None
-
-        pages, refs, camps, uas = (eng.pages.strings, eng.referrers.strings, eng.campaigns.strings,
-                                   eng.user_agents.strings)
+        # each dictionary with its "no value" at index -1, so a code indexes it directly
+        types = [*eng.types.strings, ""]
+        pages, refs = [*eng.pages.strings, None], [*eng.referrers.strings, None]
+        camps, uas = [*eng.campaigns.strings, None], [*eng.user_agents.strings, None]
         path, path_ms, poff = c["path"], c["path_ms"], c["path_offsets"]
         ids, ioff = c.get("ids"), c.get("ids_offsets")
-        refs_of_ids = eng.event_ids.strings
+        refs_of_ids = [*eng.event_ids.strings, ""]
         out = []
-        for i in range(len(sids)):
-            start, end, count = c["start"][i], c["end"][i], c["count"][i]
-            pv, conv = c["page_views"][i], c["conversions"][i]
+        rows = zip(self.session_ids(), c["key"], c["start"], c["end"], c["count"],
+                   c["page_views"], c["conversions"], c["revenue"], c["entry"], c["exit"],
+                   c["referrer"], c["campaign"], c["user_agent"], c["is_bot"], strict=True)
+        for i, (sid, key, start, end, count, pv, conv, revenue, entry, exit_, ref, camp, ua,
+                bot) in enumerate(rows):
             duration = end - start
             expires = end + gap
-            steps = [types[t] if t >= 0 else "" for t in path[poff[i]:poff[i + 1]]]
-            status = self.status or ("inactive" if T is not None and expires < T else "open")
+            lo, hi = poff[i], poff[i + 1]
+            steps = [types[t] for t in path[lo:hi]]
             rec: dict[str, Any] = {
-                "session_id": sids[i],
-                "key": keys[c["key"][i]],
+                "session_id": sid,
+                "key": keys[key],
                 "partition": partition,
                 "start": start,
                 "end": end,
                 "expires": expires,
                 "duration_ms": duration,
                 "event_count": count,
-                "status": status,
+                "status": self.status or ("inactive" if T is not None and expires < T else "open"),
                 "page_views": pv,
                 "conversions": conv,
-                "revenue": round(c["revenue"][i], 6),
+                "revenue": round(revenue, 6),
                 "bounce": count == 1,
                 "engaged": duration >= min_dur or pv >= min_pv or conv > 0,
-                "entry_page": value(pages, c["entry"][i]),
-                "exit_page": value(pages, c["exit"][i]),
-                "referrer": value(refs, c["referrer"][i]),
-                "campaign": value(camps, c["campaign"][i]),
-                "user_agent": value(uas, c["user_agent"][i]),
-                "is_bot": c["is_bot"][i],
+                "entry_page": pages[entry],
+                "exit_page": pages[exit_],
+                "referrer": refs[ref],
+                "campaign": camps[camp],
+                "user_agent": uas[ua],
+                "is_bot": bot,
                 "path": steps,
-                "path_ms": path_ms[poff[i]:poff[i + 1]],
-                "path_truncated": count > len(steps),
+                "path_ms": path_ms[lo:hi],
+                "path_truncated": count > hi - lo,
             }
             if ids is not None:
-                rec["event_ids"] = [refs_of_ids[r] if r >= 0 else "" for r in ids[ioff[i]:ioff[i + 1]]]
+                rec["event_ids"] = [refs_of_ids[r] for r in ids[ioff[i]:ioff[i + 1]]]
             out.append(rec)
         return out
-
 
     def session_states(self) -> list[dict[str, Any]]:
         """The sessions' full state, exactly as ``Session.to_state`` gives it (track_state)."""
@@ -547,34 +545,36 @@ class SessionColumns:
         if "stamp_ts" not in c:
             raise ValueError("the engine does not track its state (track_state=False)")
         gap = eng.config.gap_ms
-        keys, types = eng.keys.strings, eng.types.strings
-        vocabs = (eng.pages.strings, eng.pages.strings, eng.referrers.strings,
-                  eng.campaigns.strings, eng.user_agents.strings)
-        codes = [c["entry"], c["exit"], c["referrer"], c["campaign"], c["user_agent"]]
+        keys, types = eng.keys.strings, [*eng.types.strings, ""]
+        pages = eng.pages.strings
+        vocabs = (pages, pages, eng.referrers.strings, eng.campaigns.strings,
+                  eng.user_agents.strings)
         sts, sseq = c["stamp_ts"], c["stamp_seq"]
         path, path_ms, path_seq, poff = c["path"], c["path_ms"], c["path_seq"], c["path_offsets"]
         ids, ioff = c.get("ids"), c.get("ids_offsets")
-        refs = eng.event_ids.strings
+        refs = [*eng.event_ids.strings, ""]
         out = []
-        for i, sid in enumerate(self.session_ids()):
-            start = c["start"][i]
+        rows = zip(self.session_ids(), c["key"], c["created"], c["start"], c["end"], c["count"],
+                   c["page_views"], c["conversions"], c["revenue"], c["is_bot"], c["entry"],
+                   c["exit"], c["referrer"], c["campaign"], c["user_agent"], strict=True)
+        for i, (sid, key, created, start, end, count, pv, conv, revenue, bot, *codes) in \
+                enumerate(rows):
+            lo, hi = poff[i], poff[i + 1]
             state: dict[str, Any] = {
-                "sid": sid, "key": keys[c["key"][i]], "created": c["created"][i],
-                "start": start, "end": c["end"][i], "expires": c["end"][i] + gap,
-                "count": c["count"][i], "page_views": c["page_views"][i],
-                "conversions": c["conversions"][i], "revenue": c["revenue"][i],
-                "bot": c["is_bot"][i], "day": None, "campaign_key": None, "emitted": True,
-                "path": [(start + path_ms[j], path_seq[j], types[path[j]] if path[j] >= 0 else "")
-                         for j in range(poff[i], poff[i + 1])],
+                "sid": sid, "key": keys[key], "created": created, "start": start, "end": end,
+                "expires": end + gap, "count": count, "page_views": pv, "conversions": conv,
+                "revenue": revenue, "bot": bot, "day": None, "campaign_key": None,
+                "emitted": True,
+                "path": [(start + ms, q, types[t])
+                         for ms, q, t in zip(path_ms[lo:hi], path_seq[lo:hi], path[lo:hi],
+                                             strict=True)],
                 "event_ids": None,
             }
-            for f, (name, strings) in enumerate(zip(_STAMPS, vocabs, strict=True)):
-                code = codes[f][i]
-                state[name] = (None if code < 0
-                               else (sts[5 * i + f], sseq[5 * i + f], strings[code]))
+            for f, (name, strings, code) in enumerate(zip(_STAMPS, vocabs, codes, strict=True)):
+                state[name] = None if code < 0 else (sts[5 * i + f], sseq[5 * i + f], strings[code])
             if ids is not None:
                 its, iseq = c["ids_ts"], c["ids_seq"]
-                state["event_ids"] = [(its[j], iseq[j], refs[ids[j]] if ids[j] >= 0 else "")
+                state["event_ids"] = [(its[j], iseq[j], refs[ids[j]])
                                       for j in range(ioff[i], ioff[i + 1])]
             out.append(state)
         return out

@@ -109,6 +109,7 @@ class KafkaSource:
     def poll(self, max_messages: int, timeout: float) -> dict[int, PartitionBatch]:
         """Up to ``max_messages`` records, decoded and grouped by partition in offset order."""
         msgs = self._consumer.consume(num_messages=max_messages, timeout=timeout)
+        columnar = self._columns is not None
         # per partition: values, offsets, timestamps (records come in runs of one partition)
         raw: dict[int, tuple[list[bytes | None], list[int], list[int]]] = {}
         values: list[bytes | None] = []
@@ -133,7 +134,8 @@ class KafkaSource:
                 current = partition
             values.append(msg.value())
             offsets.append(msg.offset())
-            stamps.append(msg.timestamp()[1])
+            if not columnar:  # the compiled engine has no future guard: no receipt times
+                stamps.append(msg.timestamp()[1])
         if recovered:
             self.last_error = None
         return {p: self._decoded(p, *parts) for p, parts in raw.items()}
@@ -143,7 +145,8 @@ class KafkaSource:
         decoder = self._decoder
 
         def one(i: int) -> Event | Rejection:
-            return self._decode(decoder, values[i], partition, offsets[i], stamps[i])
+            stamp = stamps[i] if stamps else 0
+            return self._decode(decoder, values[i], partition, offsets[i], stamp)
 
         if self._columns is not None:
             columns, rejected = self._columns.decode(values, offsets, one)
