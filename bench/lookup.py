@@ -13,6 +13,8 @@ down). Loopback only, bounded in count and time.
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 import os
 import random
 import socket
@@ -134,14 +136,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+WINDOWS = 3
+
+
+def _measured(port: int, paths: list[str], seconds: float) -> dict[str, Any]:
+    """One window of the open loop, the load generator's own garbage collector paused (its
+    pauses would be counted as the server's latency)."""
+    gc.collect()
+    gc.disable()
+    try:
+        return asyncio.run(_open_loop(port, paths, RATE, int(RATE * seconds)))
+    finally:
+        gc.enable()
+
+
+def _settle(pg_url: str) -> None:
+    """VACUUM ANALYZE after the fill, so that autovacuum does not pick that moment to run
+    beside the measurement (on two cores it shows up as tail latency that is not the API's)."""
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
 def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Until the server answers and is warm: its columnar copy of the sessions (what the
+    analytics read, loaded in the background at start) is in place. The figure is the steady
+    state; while the copy loads, lookups share the CPU with it."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"serve exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                if r.status == 200:
+                body = json.loads(r.read())
+                if r.status == 200 and body.get("analytics", {}).get("columnar", True):
                     return
         except OSError:
             pass
@@ -179,6 +208,8 @@ def figures(quick: bool, services: Services) -> list[Figure]:
         raw = redis_latency(cache, keys, 500 if quick else 5_000)
     finally:
         store.close()
+    if services.pg:
+        _settle(services.pg)
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "sessionize.cli", "serve", *store_arg, "--cache", services.redis,
@@ -189,7 +220,9 @@ def figures(quick: bool, services: Services) -> list[Figure]:
         rng = random.Random(9)
         paths = [f"/users/{rng.choice(keys)}/sessions/active" for _ in range(5_000)]
         asyncio.run(_open_loop(port, paths, RATE, int(RATE * 0.5)))  # warm-up
-        api = asyncio.run(_open_loop(port, paths, RATE, int(RATE * seconds)))
+        windows = [_measured(port, paths, seconds / WINDOWS) for _ in range(WINDOWS)]
+        api = sorted(windows, key=lambda w: w["p99"])[WINDOWS // 2]  # the median window
+        api["windows_p99"] = [w["p99"] for w in windows]
         capacity = asyncio.run(_capacity(port, paths, 1_000 if quick else 6_000))
     finally:
         proc.terminate()
@@ -205,7 +238,9 @@ def figures(quick: bool, services: Services) -> list[Figure]:
     fig.details = {"store": store_name, "events": n, "keys_with_open_sessions": len(keys),
                    "api": api, "redis": raw, "closed_loop_capacity": capacity}
     fig.note = (f"{store_name} + Redis; API p50 {api['p50']:.2f} ms, p99 {api['p99']:.2f} ms at "
-                f"{api['achieved_rps']:,.0f} req/s; Redis p50 {raw['p50']:.3f} ms, "
+                f"{api['achieved_rps']:,.0f} req/s (median of {WINDOWS} windows; their p99: "
+                + ", ".join(f"{p:.2f}" for p in api["windows_p99"]) + " ms); "
+                f"Redis p50 {raw['p50']:.3f} ms, "
                 f"p99 {raw['p99']:.3f} ms; closed-loop capacity {capacity['rps']:,.0f} req/s"
                 + (f"; errors {api['errors']}" if api["errors"] else ""))
     return [fig]

@@ -56,6 +56,7 @@ from sessionize.stores.records import (
     bounds,
     decode_cursor,
     encode_cursor,
+    fetch_yielding,
     ingest_counts,
     json_text,
     now_ms,
@@ -798,13 +799,14 @@ class PostgresStore(an.Analytics):
                 if seqs is not None and now == seqs:
                     return SessionChanges(now, [], None)
                 if seqs is None:
-                    closed = conn.execute(_ANALYTICS + "WHERE status = 'closed'").fetchall()
+                    closed = fetch_yielding(conn.execute(_ANALYTICS + "WHERE status = 'closed'"))
                 else:
                     closed = []
                     for p, seq in sorted(now.items()):
                         if seq > seqs.get(p, 0):
-                            closed += conn.execute(_CLOSED_SINCE, (p, seqs.get(p, 0))).fetchall()
-                unclosed = conn.execute(_ANALYTICS + "WHERE status <> 'closed'").fetchall()
+                            closed += fetch_yielding(conn.execute(_CLOSED_SINCE,
+                                                                   (p, seqs.get(p, 0))))
+                unclosed = fetch_yielding(conn.execute(_ANALYTICS + "WHERE status <> 'closed'"))
                 return SessionChanges(now, closed, unclosed)
 
         return self._read("reading the session changes", read)

@@ -42,6 +42,7 @@ from sessionize.stores.records import (
     SessionChanges,
     decode_cursor,
     encode_cursor,
+    fetch_yielding,
     ingest_counts,
 )
 from sessionize.stores.records import bounds as _bounds
@@ -467,13 +468,14 @@ class SqliteStore(an.Analytics):
                 if seqs is not None and now == seqs:
                     return SessionChanges(now, [], None)
                 if seqs is None:
-                    closed = db.execute(_ANALYTICS + "WHERE status = 'closed'").fetchall()
+                    closed = fetch_yielding(db.execute(_ANALYTICS + "WHERE status = 'closed'"))
                 else:
                     closed = []
                     for p, seq in sorted(now.items()):
                         if seq > seqs.get(p, 0):
-                            closed += db.execute(_CLOSED_SINCE, (p, seqs.get(p, 0))).fetchall()
-                unclosed = db.execute(_ANALYTICS + "WHERE status <> 'closed'").fetchall()
+                            closed += fetch_yielding(db.execute(_CLOSED_SINCE,
+                                                                   (p, seqs.get(p, 0))))
+                unclosed = fetch_yielding(db.execute(_ANALYTICS + "WHERE status <> 'closed'"))
                 return SessionChanges(now, closed, unclosed)
             finally:
                 db.execute("COMMIT")
