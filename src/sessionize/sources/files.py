@@ -155,8 +155,14 @@ class LineReader:
 
         A line that is not valid UTF-8 comes with its bytes shown as ``\\xNN`` escapes (so the
         dead letter stays readable and lossless) and a description of the problem."""
+        for lineno, data in self.raw_lines(skip_blank):
+            yield lineno, *decode_line(data)
+
+    def raw_lines(self, skip_blank: bool = True) -> Iterator[tuple[int, bytes]]:
+        """``lines()`` undecoded: each line's number and bytes (without the line break, a
+        leading BOM removed)."""
         if self._stream is None:
-            raise RuntimeError("LineReader.lines() needs an open reader: use it in a `with`")
+            raise RuntimeError("LineReader needs an open reader: use it in a `with`")
         lineno = 0
         try:
             for lineno, data in enumerate(self._stream, 1):
@@ -164,27 +170,6 @@ class LineReader:
                 if lineno == 1 and data.startswith(_BOM):
                     data = data[3:]
                 if skip_blank and (not data or data.isspace()):
-                    continue
-                try:
-                    yield lineno, data.decode("utf-8"), None
-                except UnicodeDecodeError as exc:
-                    yield lineno, data.decode("utf-8", "backslashreplace"), _bad_bytes(exc)
-        except _CORRUPT as exc:
-            raise InputError(f"input file {str(self.path)!r} is corrupt or truncated after line "
-                             f"{lineno} ({exc}); re-copy or re-compress it") from exc
-
-
-    def raw_lines(self) -> Iterator[tuple[int, bytes]]:
-        """``lines()`` undecoded: every non-blank line's number and bytes (a BOM removed)."""
-        if self._stream is None:
-            raise RuntimeError("LineReader.raw_lines() needs an open reader: use it in a `with`")
-        lineno = 0
-        try:
-            for lineno, data in enumerate(self._stream, 1):
-                data = data.rstrip(b"\r\n")
-                if lineno == 1 and data.startswith(_BOM):
-                    data = data[3:]
-                if not data or data.isspace():
                     continue
                 yield lineno, data
         except _CORRUPT as exc:
