@@ -653,7 +653,9 @@ class ColumnarChanges:
         removed = core.session_ids(out["merged_key"], out["merged_created"]) + self.finals.session_ids()
         sealed_keys = out["sealed_key"]
         sids = core.session_ids(sealed_keys, out["sealed_created"])
-        sealed = [{"sid": sid, "key": keys[k], "created": created, "start": start, "expires": expires}
+        gap = eng.config.gap_ms
+        sealed = [{"sid": sid, "key": keys[k], "created": created, "start": start,
+                   "end": expires - gap, "expires": expires, "day": None, "campaign_key": None}
                   for sid, k, created, start, expires in zip(
                       sids, sealed_keys.tolist(), out["sealed_created"].tolist(),
                       out["sealed_start"].tolist(), out["sealed_expires"].tolist(), strict=True)]

@@ -183,10 +183,12 @@ class Session:
 
     def seal_state(self) -> dict[str, Any]:
         """A closed session kept as its key's seal: only what the engine reads of a seal (the
-        candidate test, the detail of a late event, replacing and forgetting the seal).
-        ``from_state`` reads it back (the metrics keep their defaults)."""
+        candidate test and the optional rules' narrowing of it: span, local day, campaign; the
+        detail of a late event; replacing and forgetting the seal). ``from_state`` reads it
+        back (the metrics keep their defaults)."""
         return {"sid": self.sid, "key": self.key, "created": self.created, "start": self.start,
-                "expires": self.expires}
+                "end": self.end, "expires": self.expires, "day": self.day,
+                "campaign_key": self.campaign_key}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Session:
