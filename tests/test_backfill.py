@@ -276,6 +276,8 @@ MESSY_JSONL = [
     '{"user_id": "c", "type": "view"}',
     '{"user_id": "c", "ts": "20240301", "utm_source": "g", "utm_campaign": "spring"}',
     '{"user_id": "c", "ts": "2024-03-01T00:30:00.000Z", "referrer": "", "page": ""}',
+    '{"user_id": "d", "ts": "9000-01-01T00:00:00Z", "type": "view"}',
+    '{"user_id": "d", "ts": "2024-03-01T00:31:00.000Z", "type": "purchase", "revenue": "nan"}',
 ]
 
 
@@ -284,11 +286,15 @@ def test_jsonl_rows_that_cannot_be_read_are_rejections(tmp_path):
     path.write_text("\n".join(MESSY_JSONL) + "\n")
     config = EngineConfig(gap_ms=30 * 60_000, grace_ms=None, track_event_ids=True)
     result = check_file(path, FieldMap(), config)
-    assert result.counters["malformed"] == 3 and result.counters["no_key"] == 1
+    assert result.counters["malformed"] == 5 and result.counters["no_key"] == 1
+    details = dict(result.rejections.select("offset", "detail").iter_rows())
+    assert details[11] == ("field 'ts': '9000-01-01T00:00:00Z' is out of the supported range "
+                           "(years -2489 to 6429)")
+    assert details[12] == "field 'revenue': not a finite number: 'nan'"
     # a line that is not JSON, and a blank line, send the chunk down the exact path
     path.write_text("\n".join([*MESSY_JSONL[:3], "{not json", "", "[1, 2]", *MESSY_JSONL[2:]]))
     result = check_file(path, FieldMap(), dataclasses.replace(config, dedup=True))
-    assert result.counters["malformed"] == 5 and result.counters["duplicate"] == 1
+    assert result.counters["malformed"] == 7 and result.counters["duplicate"] == 1
 
 
 def test_csv_ragged_quoted_and_bad_rows(tmp_path):

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from sessionize.decode.fields import FieldMap
+from sessionize.decode.fields import TS_LIMIT_MS, FieldMap
 from sessionize.decode.timestamps import BadTimestamp, make_parser
 from sessionize.engine.config import ANY_TYPE, EngineConfig
 from sessionize.engine.event import Event, Reason, Rejection
@@ -786,9 +786,15 @@ def decode_columns(frame: pl.DataFrame, fields: FieldMap, *, line_prefix: bool =
         missing = missing | (out["_ts_raw"] == "")
     out = out.with_columns(ts.alias("ts"), rev.alias("revenue"), recv.alias("received_at"),
                            pl.lit(False).alias("is_bot"))
+    # the decoder's range of event time (sessionize.decode.fields.TS_LIMIT_MS)
+    beyond = (pl.col("ts") < -TS_LIMIT_MS) | (pl.col("ts") >= TS_LIMIT_MS)
+    raw_ts = pl.col("_ts_raw").cast(pl.String)
+    spelled = pl.lit("'") + raw_ts + pl.lit("'") if out["_ts_raw"].dtype == pl.String else raw_ts
     detail = (
         pl.when(missing).then(pl.lit(f"missing timestamp field {ts_name!r}"))
         .when(ts_err.is_not_null()).then(pl.lit(f"field {ts_name!r}: ") + ts_err)
+        .when(beyond).then(pl.lit(f"field {ts_name!r}: ") + spelled
+                           + pl.lit(" is out of the supported range (years -2489 to 6429)"))
         .when(rev_err.is_not_null()).then(pl.lit(f"field {f.revenue!r}: ") + rev_err)
         .when(recv_err.is_not_null()).then(pl.lit(f"field {f.received_at!r}: ") + recv_err)
     )
