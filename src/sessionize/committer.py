@@ -1,9 +1,10 @@
 """Committer: a worker's batches committed in order on a thread of their own.
 
 Why a thread: a batch's commit is mostly waiting (PostgreSQL applying the transaction, Redis
-running the cache script) while the next batch could already be decoded and sessionized. With
-one batch in flight the two overlap, and ordering is kept: batches are committed one at a time,
-in the order they were submitted.
+running the cache script) while the next batch could already be decoded and sessionized. With a
+queue of ``depth`` (1 in the worker) the two overlap: one batch commits, one waits, and the
+caller works on the next; ordering is kept: batches are committed one at a time, in the order
+they were submitted.
 
 What it does not change is where the truth is: a batch counts once its store transaction has
 committed, and nothing after a failed commit is committed. When a commit fails, the batches

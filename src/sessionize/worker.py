@@ -15,9 +15,10 @@ partition ever resumes from is what that transaction stored. So:
 - Redis down: PostgreSQL already holds the truth; the cache is marked stale, processing goes
   on, and the cache is rebuilt from PostgreSQL for every owned partition once Redis answers.
 
-Commits run on a thread of their own (``Committer``), one batch in flight while the next one is
-decoded and sessionized; batches commit in order, and a failed commit drops the batches behind
-it, so the rules above hold unchanged. Before partitions are given up or taken, and before the
+Commits run on a thread of their own (``Committer``): while one batch commits, one more may wait
+and the next is decoded and sessionized, so the engines run up to two batches ahead of the
+store. Batches commit in order, and a failed commit drops the batches behind it, so the rules
+above hold unchanged. Before partitions are given up or taken, and before the
 cache is rebuilt, the worker waits for the commits in flight.
 """
 
@@ -332,13 +333,15 @@ class StreamWorker:
         offsets = self._retry(f"restoring partitions {partitions}",
                               lambda: self._restore(partitions))
         self.health.partitions = sorted(self.engines)
-        self._rebuild_cache(partitions)
+        # a cache already stale is rebuilt whole: a rebuild clears the flag for every partition
+        self._rebuild_cache(list(self.engines) if self._cache_stale else partitions)
         return offsets
 
     def _revoked(self, partitions: list[int]) -> None:
         # every batch of these partitions must be in the store before their next owner reads
         # it (a failed commit is collected by the loop: it restores the partitions kept)
         self._committer.drain()
+        self._tell_kafka()  # lag monitoring: their last offsets, while they are still ours
         for p in partitions:
             self.engines.pop(p, None)
         self.health.partitions = sorted(self.engines)
@@ -349,6 +352,7 @@ class StreamWorker:
         if exc is not None:
             log.warning("the last batches were not committed (the next run replays them): %s", exc)
         try:
+            self._tell_kafka()
             self.source.close()
         finally:
             self._info.finished_at_ms = time.time_ns() // 1_000_000

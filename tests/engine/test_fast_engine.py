@@ -399,3 +399,24 @@ def test_the_shared_cases_the_core_cannot_run_are_the_optional_rules() -> None:
         if c["id"] in skipped:
             assert "config_error" in c["expect"] or any(c["config"].get(n) for n in OPTIONAL)
     assert len(SUPPORTED) >= 10
+
+
+@needs_core
+def test_a_state_the_core_cannot_hold_continues_on_the_python_engine(caplog):
+    """Found in review: state stored before the decoder refused times beyond the core's range
+    made the compiled engine's restore raise, and the worker died on every restart. Such a
+    partition continues on SessionEngine, which takes the same batches (columns included)."""
+    from tests.decode.test_columnar import decode
+
+    cfg = EngineConfig(gap_ms=10, grace_ms=None)
+    old = SessionEngine(cfg, 4, track_state=True)
+    old.process([Event(key="a", ts=10**16), Event(key="b", ts=5)])
+    engine = fast.restored_engine_for(cfg, json.loads(json.dumps(old.snapshot())), True)
+    assert isinstance(engine, SessionEngine) and "Python engine" in caplog.text
+    cols, rejected = decode(FieldMap(), [b'{"user_id": "b", "ts": 9}', b'{"user_id": "c", "ts": 7}'])
+    assert not rejected
+    changes = engine.process_event_columns(cols)
+    assert sorted((r["key"], r["event_count"]) for r in changes.upserts) == [("b", 2), ("c", 1)]
+    ok = SessionEngine(cfg, 4, track_state=True)
+    ok.process([Event(key="b", ts=5)])
+    assert isinstance(fast.restored_engine_for(cfg, ok.snapshot(), True), fast.FastEngine)

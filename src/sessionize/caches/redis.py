@@ -68,17 +68,19 @@ MIN_TTL_MS = 60_000
 DEFAULT_TTL_MARGIN_MS = 3_600_000
 DEFAULT_UNBOUNDED_TTL_MS = 7 * 86_400_000
 
-# One batch of a partition (RedisCache.apply). ARGV: the prefix of the hashes' names, the
-# partition's key set, the stream-time hash, partition, stream time ("" for none); n, then n
+# One batch of a partition (RedisCache.apply). KEYS: the partition's key set, the stream-time
+# hash. ARGV: the prefix of the users' hashes, partition, stream time ("" for none); n, then n
 # (key, session_id) pairs to delete (retracted and final); m, then m groups of (key, ttl, k, k
 # (session_id, JSON) pairs) to write. A key that lost sessions and got none is dropped from the
-# set when its hash holds no session of the partition any more.
+# set when its hash holds no session of the partition any more. The users' hashes are named
+# from ARGV (one per key, too many to pass): standalone Redis only, as the module doc says.
 _APPLY = """
-local prefix, pset, stimes, part = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local pset, stimes = KEYS[1], KEYS[2]
+local prefix, part = ARGV[1], ARGV[2]
 local p = tonumber(part)
-local i = 7
+local i = 5
 local lost = {}
-for _ = 1, tonumber(ARGV[6]) do
+for _ = 1, tonumber(ARGV[4]) do
   redis.call('HDEL', prefix .. ARGV[i], ARGV[i + 1])
   lost[#lost + 1] = ARGV[i]
   i = i + 2
@@ -102,13 +104,15 @@ for _, key in ipairs(lost) do
   if not written[key] then
     local keep = false
     for _, v in ipairs(redis.call('HVALS', prefix .. key)) do
-      if cjson.decode(v)['partition'] == p then keep = true; break end
+      -- a value that is not a record (written by hand?) cannot stop the batch half-applied
+      local ok, rec = pcall(cjson.decode, v)
+      if ok and type(rec) == 'table' and rec['partition'] == p then keep = true; break end
     end
     if not keep then redis.call('SREM', pset, key) end
     written[key] = true
   end
 end
-if ARGV[5] ~= '' then redis.call('HSET', stimes, part, ARGV[5]) end
+if ARGV[3] ~= '' then redis.call('HSET', stimes, part, ARGV[3]) end
 return 0
 """
 
@@ -202,8 +206,9 @@ class RedisCache:
         if not (changes.retractions or changes.upserts or changes.finals
                 or changes.stream_time is not None):
             return
-        args: list[Any] = [self._user_prefix, self.partition_set(partition), self._stream_time,
-                           partition, "" if changes.stream_time is None else changes.stream_time,
+        keys = [self.partition_set(partition), self._stream_time]
+        args: list[Any] = [self._user_prefix, partition,
+                           "" if changes.stream_time is None else changes.stream_time,
                            len(changes.retractions) + len(changes.finals)]
         for sid, key in zip(changes.retractions, changes.retracted_keys, strict=True):
             args += (key, sid)
@@ -213,7 +218,8 @@ class RedisCache:
         args.append(len(by_key))
         for key, (ttl, mapping) in by_key.items():
             args += (key, ttl, len(mapping) // 2, *mapping)
-        self._run(lambda: self._apply(args=args), f"applying a batch of partition {partition}")
+        self._run(lambda: self._apply(keys=keys, args=args),
+                  f"applying a batch of partition {partition}")
 
     def rebuild_partition(self, partition: int, records: Iterable[dict[str, Any]],
                           stream_time: int | None) -> None:

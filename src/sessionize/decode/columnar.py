@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sessionize.decode.fields import FieldMap, RecordDecoder
-from sessionize.decode.jsonrecord import decode_json_text
+from sessionize.decode.fields import FieldMap
 from sessionize.engine.columns import TEXT_FIELDS, EventColumns, Text
 from sessionize.engine.event import Event, Rejection
 
@@ -50,18 +49,17 @@ class ColumnDecoder:
         if reason is not None:
             raise ValueError(f"cannot decode in columns: {reason}")
         f = fields
-        self.reference = RecordDecoder(f)
         self._core = _JsonDecoder(
             list(f.key), f.ts[0], f.ts_format, f.input_tz == "UTC", f.type, f.default_type,
             f.event_id, f.page, f.referrer, f.user_agent, list(f.campaign), f.revenue,
             f.received_at)
 
     def decode(self, values: list[bytes | None], offsets: Sequence[int | None],
-               fallback: Callable[[int], Event | Rejection] | None = None
+               fallback: Callable[[int], Event | Rejection]
                ) -> tuple[EventColumns, list[Rejection]]:
         """The events of ``values`` as columns, and the records rejected as malformed.
-        ``fallback(i)`` decodes record ``i`` with the reference (by default: as JSON text at
-        ``offsets[i]``, the rejection's detail unprefixed)."""
+        ``fallback(i)`` decodes record ``i`` with the reference, as the source does (it names
+        the record's place, its partition and offset or its line, in a rejection)."""
         out = self._core.decode(values)
         status = out["status"]
         texts = {name: (out[f"{name}_codes"], out[f"{name}_values"]) for name in TEXT_FIELDS}
@@ -70,10 +68,9 @@ class ColumnDecoder:
         slow = np.flatnonzero(status).tolist()
         keep = None
         if slow:
-            decode_one = fallback or self._fallback(values, offsets)
             keep = np.ones(len(values), dtype=bool)
             for i in slow:
-                item = decode_one(i)
+                item = fallback(i)
                 if item.__class__ is Rejection:
                     rejected.append(item)  # type: ignore[arg-type]
                     keep[i] = False
@@ -84,24 +81,17 @@ class ColumnDecoder:
             cols = _select(cols, keep)
         return cols, rejected
 
-    def _fallback(self, values: list[bytes | None], offsets: Sequence[int | None]
-                  ) -> Callable[[int], Event | Rejection]:
-        def decode_one(i: int) -> Event | Rejection:
-            value = values[i]
-            text = value.decode("utf-8", "backslashreplace") if value is not None else "null"
-            return decode_json_text(self.reference, text, offsets[i])  # type: ignore[arg-type]
-        return decode_one
-
 
 def _put(texts: dict[str, Text], ts: Any, revenue: Any, i: int, ev: Event) -> None:
-    """Write an Event decoded by the reference into row ``i`` of the columns."""
+    """Write an Event decoded by the reference into row ``i`` of the columns (a text the
+    reference decoded as "" stays "": a ``default_type`` may be "")."""
     ts[i] = ev.ts
     revenue[i] = np.nan if ev.revenue is None else ev.revenue
     for name, value in (("key", ev.key), ("type", ev.type), ("event_id", ev.event_id),
                         ("page", ev.page), ("referrer", ev.referrer),
                         ("campaign", ev.campaign), ("user_agent", ev.user_agent)):
         codes, values = texts[name]
-        if value is None or value == "":
+        if value is None:
             codes[i] = -1
         else:
             codes[i] = len(values)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sessionize.engine.columns import EventColumns
 from sessionize.engine.config import EngineConfig, check_time_zone
 from sessionize.engine.event import Event, Reason, Rejection
 from sessionize.engine.session import Session
@@ -88,6 +89,11 @@ class SessionEngine:
             self._accept_or_reject(ev)
         self._idle_base = self.stream_time
         return self._drain()
+
+    def process_event_columns(self, batch: EventColumns) -> ChangeSet:
+        """``process`` for a batch decoded in columns (what FastEngine takes), so either engine
+        can continue a partition whose source decodes in columns."""
+        return self.process([batch[i] for i in range(len(batch))])
 
     def reject(self, rejections: Iterable[Rejection]) -> None:
         """Account for records refused before they became events (malformed input).

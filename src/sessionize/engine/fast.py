@@ -27,6 +27,7 @@ persisted state does not depend on which engine wrote it, so either can take a p
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -46,6 +47,8 @@ except ImportError as exc:  # no compiler on this machine, or the core was never
     _IMPORT_ERROR: str | None = f"{type(exc).__name__}: {exc}"
 else:
     _IMPORT_ERROR = None
+
+log = logging.getLogger("sessionize.engine")
 
 _LIMIT = 1 << 60
 _NO_KEY_DETAIL = "the event has no key (user id)"
@@ -101,11 +104,17 @@ def engine_for(config: EngineConfig, partition: int = 0, track_state: bool = Fal
 
 
 def restored_engine_for(config: EngineConfig, state: dict[str, Any], track_state: bool = False):
-    """``engine_for``, continuing from ``state`` (a snapshot, written by either engine)."""
+    """``engine_for``, continuing from ``state`` (a snapshot, written by either engine). A
+    state the core cannot hold (times beyond its range, stored before the decoder refused them)
+    is continued by SessionEngine, which takes the same batches."""
     from sessionize.engine.engine import SessionEngine
 
     if available() and not unsupported(config):
-        return FastEngine.restore(config, state, track_state)
+        try:
+            return FastEngine.restore(config, state, track_state)
+        except ValueError as exc:
+            log.warning("partition %s continues on the Python engine: %s",
+                        state.get("partition"), exc)
     return SessionEngine.restore(config, state, track_state)
 
 
