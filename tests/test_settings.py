@@ -84,3 +84,44 @@ def test_missing_config_file_is_named(tmp_path):
 def test_environment_values_are_validated_too():
     with pytest.raises(ConfigError, match="gap must be greater than 0"):
         load_settings(None, None, env={"SESSIONIZE_SESSION_GAP": "0"})
+
+
+def test_errors_say_where_the_bad_value_was_set(tmp_path):
+    """Found trying the README as a new user: the errors did not name their origin."""
+    cfg = write(tmp_path, '[session]\ngap = "0s"\n')
+    with pytest.raises(ConfigError, match=r"gap must be greater than 0.*\(set in .*s\.toml, "
+                                          r"\[session\] gap\)"):
+        load_settings(cfg, None, env={})
+    with pytest.raises(ConfigError, match=r"unknown time zone 'Europe/Berln' \(did you mean "
+                                          r"'Europe/Berlin'.*SESSIONIZE_SESSION_SPLIT_AT_MIDNIGHT"):
+        load_settings(None, None, env={"SESSIONIZE_SESSION_SPLIT_AT_MIDNIGHT": "Europe/Berln"})
+    with pytest.raises(ConfigError, match=r"input\.input_tz.*\(set on the command line\)"):
+        load_settings(None, {"input": {"input_tz": "Mars/Olympus"}}, env={})
+
+
+def test_a_duration_needs_a_unit(tmp_path):
+    with pytest.raises(ConfigError, match=r"'30' has no unit; write e\.g\. '30m' \(minutes\)"):
+        load_settings(None, {"session": {"gap": "30"}}, env={})
+    with pytest.raises(ConfigError, match="has no unit"):
+        load_settings(write(tmp_path, "[session]\ngap = 1800000\n"), None, env={})
+    assert load_settings(None, {"session": {"seal_retention": "0"}}, env={}) \
+        .engine.seal_retention_ms == 0
+
+
+def test_a_misspelled_section_or_setting_gets_a_suggestion(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown section \[sesion\] \(did you mean 'session'\?\)"):
+        load_settings(write(tmp_path, '[sesion]\ngap = "1m"\n'), None, env={})
+    with pytest.raises(ConfigError, match=r"unknown setting session\.gapp \(did you mean 'gap'\?\)"):
+        load_settings(write(tmp_path, '[session]\ngapp = "1m"\n'), None, env={})
+
+
+def test_the_cli_prints_setting_names_in_brackets(tmp_path, capsys):
+    """The terminal's markup ate "[sesion]" out of the message (found by a new user)."""
+    from sessionize.cli import main
+
+    data = tmp_path / "e.jsonl"
+    data.write_text('{"user_id": "a", "ts": 0}\n')
+    code = main(["run", "-q", "--config", str(write(tmp_path, '[sesion]\ngap = "1m"\n')),
+                 "--input", str(data), "--db", str(tmp_path / "x.db")])
+    assert code == 2
+    assert "unknown section [sesion]" in " ".join(capsys.readouterr().err.split())

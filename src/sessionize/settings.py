@@ -7,9 +7,10 @@ every error names the setting, where it came from, and a value that would work.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -69,14 +70,45 @@ def load_settings(config_file: str | Path | None = None, flags: Mapping[str, Any
                   env: Mapping[str, str] | None = None) -> Settings:
     """Defaults <- TOML file <- environment <- flags, then validate everything."""
     raw: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    origins: dict[tuple[str, str], str] = {}  # where each value came from, for errors
     if config_file is None and (env or os.environ).get("SESSIONIZE_CONFIG"):
         config_file = (env or os.environ)["SESSIONIZE_CONFIG"]
     if config_file is not None:
-        _merge(raw, _read_toml(Path(config_file)), origin=str(config_file))
-    _merge(raw, _from_env(env if env is not None else os.environ), origin="environment")
+        _merge(raw, _read_toml(Path(config_file)), origin=str(config_file), origins=origins)
+    _merge(raw, _from_env(env if env is not None else os.environ), origin="environment",
+           origins=origins)
     _merge(raw, {s: {k: v for k, v in vals.items() if v is not None}
-                 for s, vals in (flags or {}).items()}, origin="command line")
-    return _build(raw)
+                 for s, vals in (flags or {}).items()}, origin="command line", origins=origins)
+    try:
+        return _build(raw)
+    except ConfigError as exc:
+        where = _origin_of(str(exc), origins)
+        if where is None:
+            raise
+        raise ConfigError(f"{exc} (set {where})") from None
+
+
+def _origin_of(message: str, origins: dict[tuple[str, str], str]) -> str | None:
+    """Where the setting a message is about was given: in the file, as its ``[section] key``,
+    in an environment variable, or on the command line. Messages name a setting as
+    ``section.key`` or, for the engine's own checks of ``[session]``, as the bare key."""
+    best: tuple[int, str] | None = None
+    for (section, key), origin in origins.items():
+        for name in (f"{section}.{key}", key if section == "session" else None):
+            if not name or not message.startswith(name):
+                continue
+            rest = message[len(name):len(name) + 1]
+            if rest and (rest.isalnum() or rest == "_"):
+                continue  # "gap" is not "gap_by_type"
+            if best is None or len(name) > best[0]:
+                if origin == "environment":
+                    label = f"by environment variable SESSIONIZE_{section.upper()}_{key.upper()}"
+                elif origin == "command line":
+                    label = "on the command line"
+                else:
+                    label = f"in {origin}, [{section}] {key}"
+                best = (len(name), label)
+    return None if best is None else best[1]
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -108,18 +140,26 @@ def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _merge(raw: dict[str, dict[str, Any]], new: Mapping[str, Any], origin: str) -> None:
+def _merge(raw: dict[str, dict[str, Any]], new: Mapping[str, Any], origin: str,
+           origins: dict[tuple[str, str], str]) -> None:
     for section, values in new.items():
         if section not in SECTIONS:
-            raise ConfigError(f"{origin}: unknown section [{section}]; known sections: "
-                              f"{', '.join(sorted(SECTIONS))}")
+            raise ConfigError(f"{origin}: unknown section [{section}]{_did_you_mean(section, SECTIONS)}"
+                              f"; known sections: {', '.join(sorted(SECTIONS))}")
         if not isinstance(values, Mapping):
             raise ConfigError(f"{origin}: [{section}] must be a table of settings")
         for key, value in values.items():
             if key not in SECTIONS[section]:
-                raise ConfigError(f"{origin}: unknown setting {section}.{key}; settings of "
+                raise ConfigError(f"{origin}: unknown setting {section}.{key}"
+                                  f"{_did_you_mean(key, SECTIONS[section])}; settings of "
                                   f"[{section}]: {', '.join(sorted(SECTIONS[section]))}")
             raw[section][key] = value
+            origins[section, key] = origin
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _build(raw: dict[str, dict[str, Any]]) -> Settings:

@@ -7,8 +7,9 @@ never discovered halfway through a billion events.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sessionize.errors import ConfigError
 
@@ -101,8 +102,11 @@ def check_time_zone(name: str, *, setting: str) -> ZoneInfo:
     """The IANA zone called ``name``, or a ConfigError that says how to spell one."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+        close = difflib.get_close_matches(str(name), sorted(available_timezones()), n=3,
+                                          cutoff=0.6)
+        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
         raise ConfigError(
-            f"{setting}: unknown time zone {name!r}; use an IANA name such as 'UTC', "
+            f"{setting}: unknown time zone {name!r}{hint}; use an IANA name such as 'UTC', "
             "'Europe/Berlin' or 'America/New_York'"
         ) from None

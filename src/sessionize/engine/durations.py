@@ -16,14 +16,18 @@ UNBOUNDED = None
 
 
 def parse_duration(text: str | int | float, *, name: str) -> int:
-    """Milliseconds of ``text``: a number is milliseconds, a string may chain units (``1h30m``)."""
+    """Milliseconds of ``text``: a string with units, which may chain (``1h30m``); a number
+    without a unit only when it is 0 (``--gap 30`` means minutes to one person and
+    milliseconds to another, so it is refused with the spellings that would work)."""
     if isinstance(text, bool):
         raise ConfigError(f"{name}: expected a duration such as '30m', got {text!r}")
-    if isinstance(text, (int, float)):
-        return int(text)
     s = str(text).strip().lower().replace(" ", "")
-    if re.fullmatch(r"-?\d+", s):
-        return int(s)
+    if re.fullmatch(r"-?\d+(\.\d+)?", s):
+        if float(s) == 0:
+            return 0
+        raise ConfigError(
+            f"{name}: {text!r} has no unit; write e.g. '{s}m' (minutes), '{s}s' (seconds) or "
+            f"'{s}ms' (milliseconds)")
     pos, total = 0, 0.0
     negative = s.startswith("-")
     if negative:
