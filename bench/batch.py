@@ -191,16 +191,18 @@ class Run:
     checksum: int
 
 
-def measure(name: str, fn: Any, path: Path, repeats: int) -> Run:
-    best = None
+def measure(contenders: dict[str, Any], path: Path, repeats: int) -> dict[str, Run]:
+    """Best of ``repeats`` runs of each contender, taken in rounds (each one once per round), so
+    that a slow spell of the machine falls on all of them rather than on one."""
+    best: dict[str, Run] = {}
     for _ in range(repeats):
-        with Timer() as t:
-            out = fn(path)
-        if best is None or t.wall < best.seconds:
-            count, check = checksum(out)
-            best = Run(name, t.wall, t.cpu, count, check)
-        del out
-    assert best is not None
+        for name, fn in contenders.items():
+            with Timer() as t:
+                out = fn(path)
+            if name not in best or t.wall < best[name].seconds:
+                count, check = checksum(out)
+                best[name] = Run(name, t.wall, t.cpu, count, check)
+            del out
     return best
 
 
@@ -217,9 +219,8 @@ def figures(quick: bool, n: int | None = None, workdir: Path | None = None) -> l
         del frame
         out = []
         for label, path in files.items():
-            runs = {name: measure(name, fn, path, repeats) for name, fn in (
-                ("sessionize.backfill", run_backfill), ("DuckDB SQL", run_duckdb),
-                ("plain Polars", run_plain_polars))}
+            runs = measure({"sessionize.backfill": run_backfill, "DuckDB SQL": run_duckdb,
+                            "plain Polars": run_plain_polars}, path, repeats)
             ours, duck, plain = (runs["sessionize.backfill"], runs["DuckDB SQL"],
                                  runs["plain Polars"])
             same = {k: (r.count, r.checksum) == (ours.count, ours.checksum)

@@ -336,3 +336,44 @@ def test_dataframe_input_with_typed_columns():
     assert result.counters == result.counters | {"received": 4, "counted": 3, "no_key": 1}
     assert result.sessions.select("key", "event_count", "revenue", "conversions").rows() == [
         ("b", 1, 0.0, 0), ("a", 2, 10.0, 1)]
+
+
+def _spellings():
+    """Timestamps in every shape the ISO parser meets: the canonical one with any digits
+    (so invalid dates, hours and years 0 too), other ISO shapes, epoch digits, padding, junk."""
+    digits = st.text("0123456789", min_size=1, max_size=4)
+    field = st.integers(0, 99).map(lambda v: f"{v:02d}")
+    canonical = st.builds(
+        lambda y, mo, d, h, mi, s, ms: f"{y:04d}-{mo}-{d}T{h}:{mi}:{s}.{ms:03d}Z",
+        st.integers(0, 9999), field, field, field, field, field, st.integers(0, 999))
+    plausible = st.builds(
+        lambda y, mo, d, h, mi, s: f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}.000Z",
+        st.integers(0, 2400), st.integers(1, 12), st.integers(1, 31), st.integers(0, 23),
+        st.integers(0, 59), st.integers(0, 59))
+    other = st.sampled_from([
+        "2024-03-01T10:00:00+01:00", "2024-03-01 10:00:00", "2024-03-01", "2024-03-01T10:00Z",
+        "2024-03-01T10:00:00.5Z", "2024-03-01T10:00:00.123456-05:30", "1709287200000",
+        "20240301", "not a time", "", "2024-03-01T10:00:00.000z", "٢٠٢٤-03-01T10:00:00.000Z"])
+    padded = st.builds(lambda s, pad: pad + s + pad, plausible, st.sampled_from([" ", "\t"]))
+    return st.one_of(canonical, plausible, other, padded, digits)
+
+
+@given(values=st.lists(_spellings(), min_size=1, max_size=40),
+       tz=st.sampled_from(["UTC", "Europe/Berlin"]))
+@settings(max_examples=300, deadline=None)
+def test_vectorised_iso_parse_equals_the_streaming_parser(values, tz):
+    from sessionize.decode.timestamps import BadTimestamp, make_parser
+
+    parse = make_parser("iso", tz)
+    parsed, error = bf._timestamps(pl.Series(values, dtype=pl.String), "iso", tz)
+    errors = pl.DataFrame({"v": values}).select(error.alias("e"))["e"]
+    for i, value in enumerate(values):
+        try:
+            expected = parse(value) if value else None
+        except BadTimestamp:
+            expected = "error"
+        got = parsed[i]
+        if expected == "error":
+            assert got is None and errors[i] is not None, value
+        else:
+            assert got == expected, value

@@ -48,7 +48,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -60,6 +60,7 @@ from sessionize.engine.event import Event, Reason, Rejection
 from sessionize.errors import ConfigError
 
 log = logging.getLogger("sessionize.backfill")
+_T = TypeVar("_T")
 
 def _record_columns() -> tuple[str, ...]:
     """The fields of ``Session.to_record``, in its order: the backfill's output columns."""
@@ -533,17 +534,12 @@ def _read_bytes(path: str | os.PathLike[str]) -> bytes:
 
 def _read_jsonl(path: str | os.PathLike[str], fields: FieldMap
                 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    names = _input_names(fields)
-    schema = dict.fromkeys(names, pl.String)
+    """Chunks are parsed by Polars on a reader thread one chunk ahead of their decoding here:
+    the parse and the decode each leave part of the two cores idle, and both release the GIL
+    (about a fifth faster on 10 M events)."""
     events, rejections = [], []
     line = 1
-    for chunk in _jsonl_chunks(path, JSONL_CHUNK_BYTES):
-        lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
-        frame = None
-        try:
-            frame = pl.read_ndjson(chunk, schema=schema)
-        except Exception:  # not JSON, not UTF-8, not objects: the exact path for this chunk
-            frame = None
+    for chunk, lines, frame in _prefetched(_parsed_chunks(path, fields)):
         if frame is not None and len(frame) == lines:
             frame = frame.with_columns(
                 pl.int_range(line, line + lines, dtype=pl.Int64).alias("_offset"))
@@ -556,6 +552,32 @@ def _read_jsonl(path: str | os.PathLike[str], fields: FieldMap
     if not events:
         return _empty_events(), _empty_rejections()
     return pl.concat(events), pl.concat(rejections, how="vertical_relaxed")
+
+
+def _parsed_chunks(path: str | os.PathLike[str], fields: FieldMap
+                   ) -> Iterator[tuple[bytes, int, pl.DataFrame | None]]:
+    """``(chunk, its lines, Polars' frame of it or None)``: None when Polars cannot read the
+    chunk (not JSON, not UTF-8, not objects), and then the exact path decodes it."""
+    schema = dict.fromkeys(_input_names(fields), pl.String)
+    for chunk in _jsonl_chunks(path, JSONL_CHUNK_BYTES):
+        lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+        try:
+            frame = pl.read_ndjson(chunk, schema=schema)
+        except Exception:  # any reason Polars gives: the exact path reports it per line
+            frame = None
+        yield chunk, lines, frame
+
+
+def _prefetched(items: Iterator[_T]) -> Iterator[_T]:
+    """``items``, each produced on a worker thread while the caller works on the one before."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    done = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="backfill-read") as pool:
+        ahead = pool.submit(next, items, done)
+        while (item := ahead.result()) is not done:
+            ahead = pool.submit(next, items, done)
+            yield item  # type: ignore[misc]
 
 
 def _jsonl_chunks(path: str | os.PathLike[str], size: int) -> Iterator[bytes]:
@@ -752,8 +774,7 @@ def decode_columns(frame: pl.DataFrame, fields: FieldMap, *, line_prefix: bool =
             return text(names[0])
         parts = [text(n) for n in names]
         if partial:
-            return (pl.when(pl.any_horizontal([p.is_not_null() for p in parts]))
-                    .then(pl.concat_str([p.fill_null("") for p in parts], separator=sep)))
+            return pl.lit(_partial_join(frame, parts, sep))
         return pl.concat_str(parts, separator=sep)  # null if any part is null
 
     ts_name = "+".join(f.ts)
@@ -807,9 +828,22 @@ def decode_columns(frame: pl.DataFrame, fields: FieldMap, *, line_prefix: bool =
         (prefix + pl.col("_detail")).alias("detail"), "offset", "key",
         pl.lit(None, pl.String).alias("event_id"), pl.lit(None, pl.Int64).alias("ts"),
         raw.alias("raw") if "_raw" in out.columns else pl.Series("raw", raw, pl.String))
-    events = out.filter(pl.col("_detail").is_null()).select(
-        [pl.col(c).cast(t) for c, t in EVENT_SCHEMA.items()])
+    good = out if bad.is_empty() else out.filter(pl.col("_detail").is_null())
+    events = good.select([pl.col(c).cast(t) for c, t in EVENT_SCHEMA.items()])
     return events, rejections
+
+
+def _partial_join(frame: pl.DataFrame, parts: list[pl.Expr], sep: str) -> pl.Series:
+    """The parts joined by ``sep`` (a missing part as ""), null where every part is missing.
+    Joined only on the rows that have a part: a campaign is on few events, often none."""
+    has = frame.select(pl.any_horizontal([p.is_not_null() for p in parts])).to_series()
+    rows = has.arg_true()
+    joined = _nulls(len(frame), pl.String)
+    if len(rows):
+        values = frame[rows].select(pl.concat_str([p.fill_null("") for p in parts],
+                                                  separator=sep)).to_series()
+        joined = joined.scatter(rows, values)
+    return joined
 
 
 def _raw_from(frame: pl.DataFrame, offsets: pl.Series) -> list[str]:
@@ -822,6 +856,9 @@ def _raw_from(frame: pl.DataFrame, offsets: pl.Series) -> list[str]:
 
 
 _CANONICAL = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+# where each field of the canonical spelling sits: (first character, width)
+_CANONICAL_FIELDS = {"y": (0, 4), "mo": (5, 2), "d": (8, 2), "h": (11, 2), "mi": (14, 2),
+                     "s": (17, 2), "ms": (20, 3)}
 _ISO = (r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?"
         r"(Z|[+-]\d{2}:?\d{2})?)?$")
 
@@ -848,14 +885,14 @@ def _timestamps(raw: pl.Series, fmt: str, tz: str) -> tuple[pl.Series, pl.Expr]:
             return _residual(raw.cast(pl.String), _nulls(n, pl.Int64),
                              fmt, tz)
         return _round_half_even(raw.cast(pl.Float64) * scale), pl.lit(None, pl.String)
-    text = raw.cast(pl.String).str.strip_chars()
+    text = raw.cast(pl.String)
     if scale is not None:
-        parsed = _round_half_even(text.cast(pl.Float64, strict=False) * scale)
+        parsed = _round_half_even(text.str.strip_chars().cast(pl.Float64, strict=False) * scale)
     elif fmt == "iso":
-        parsed = _iso(text, tz)
+        parsed = _iso(text, tz)  # strips what is not canonical (which has no blanks)
     else:
-        parsed = _pattern(text, fmt, tz)
-    return _residual(raw.cast(pl.String), parsed, fmt, tz)
+        parsed = _pattern(text.str.strip_chars(), fmt, tz)
+    return _residual(text, parsed, fmt, tz)
 
 
 def _nulls(n: int, dtype: Any) -> pl.Series:
@@ -872,21 +909,39 @@ def _iso(text: pl.Series, tz: str) -> pl.Series:
     """ISO-8601 in the shapes ``datetime.fromisoformat`` reads the same way (date, date and
     time with ``T`` or a space, seconds optional, up to 6 fraction digits, ``Z`` or ``±HH:MM``),
     and epoch milliseconds written as digits; anything else is left null for the residual."""
-    # the canonical spelling (JavaScript's toISOString) first: by far the most common, and
-    # Polars' own parser reads it exactly as fromisoformat does once the shape is checked
+    # the canonical spelling (JavaScript's toISOString) first: by far the most common. Its
+    # fields sit at fixed places, so slicing them out and doing the calendar arithmetic is
+    # exact once the shape is checked, and 3 to 4x faster than strptime (one core either way)
     canonical = text.str.contains(_CANONICAL)
     fast = None
     if canonical.any():
-        fast = (pl.select(pl.when(canonical).then(text)).to_series()
-                # no cache: millisecond timestamps barely repeat (a quarter faster)
-                .str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.3fZ", strict=False,
-                              cache=False)
-                .dt.epoch("us") // 1000)
+        t = pl.col("t")
+        parts = pl.DataFrame({"t": text, "c": canonical}).select(
+            "c", *(t.str.slice(at, width).cast(pl.Int64, strict=False).alias(name)
+                   for name, (at, width) in _CANONICAL_FIELDS.items()))
+        p = {name: pl.col(name) for name in _CANONICAL_FIELDS}
+        valid, local_us = _civil_us(p["y"], p["mo"], p["d"], p["h"], p["mi"], p["s"],
+                                    p["ms"] * 1000)
+        fast = parts.select(pl.when(pl.col("c") & valid).then(local_us // 1000)).to_series()
         if bool(canonical.all()) and fast.null_count() == 0:
             return fast
         text = pl.select(pl.when(~canonical | fast.is_null()).then(text)).to_series()
-    slow = _iso_general(text, tz)
+    slow = _iso_general(text.str.strip_chars(), tz)
     return slow if fast is None else fast.fill_null(slow)
+
+
+def _civil_us(y: pl.Expr, mo: pl.Expr, d: pl.Expr, hh: pl.Expr, mi: pl.Expr, ss: pl.Expr,
+              frac_us: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(is a real date and time, microseconds since the epoch read as UTC) of the fields, with
+    ``fromisoformat``'s ranges: years from 1, no leap seconds, no hour 24."""
+    mdays = (pl.when(mo == 2).then(
+        pl.when(((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)).then(29).otherwise(28))
+        .when(mo.is_in([4, 6, 9, 11])).then(30).otherwise(31))
+    valid = ((mo >= 1) & (mo <= 12) & (d >= 1) & (d <= mdays) & (hh < 24) & (mi < 60)
+             & (ss < 60) & (y >= 1))
+    local_us = ((_days_from_civil(y, mo, d) * 86_400 + hh * 3600 + mi * 60 + ss) * 1_000_000
+                + frac_us)
+    return valid, local_us
 
 
 def _iso_general(text: pl.Series, tz: str) -> pl.Series:
@@ -896,15 +951,8 @@ def _iso_general(text: pl.Series, tz: str) -> pl.Series:
     frame = frame.rename({old: new for old, new in zip(frame.columns[1:], names, strict=True)})
     i = {k: pl.col(k).cast(pl.Int64, strict=False) for k in names[:6]}
     frac = pl.col("7").str.pad_end(6, "0").cast(pl.Int64, strict=False).fill_null(0)
-    y, mo, d = i["1"], i["2"], i["3"]
-    hh, mi, ss = i["4"].fill_null(0), i["5"].fill_null(0), i["6"].fill_null(0)
-    mdays = (pl.when(mo == 2).then(
-        pl.when(((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)).then(29).otherwise(28))
-        .when(mo.is_in([4, 6, 9, 11])).then(30).otherwise(31))
-    valid = ((mo >= 1) & (mo <= 12) & (d >= 1) & (d <= mdays) & (hh < 24) & (mi < 60)
-             & (ss < 60) & (y >= 1))
-    local_us = ((_days_from_civil(y, mo, d) * 86_400 + hh * 3600 + mi * 60 + ss) * 1_000_000
-                + frac)
+    valid, local_us = _civil_us(i["1"], i["2"], i["3"], i["4"].fill_null(0),
+                                i["5"].fill_null(0), i["6"].fill_null(0), frac)
     off = pl.col("8")
     sign = pl.when(off.str.starts_with("-")).then(-1).otherwise(1)
     digits = off.str.replace(":", "", literal=True)
