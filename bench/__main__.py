@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.common import RESULTS, Figure, machine
+from bench.common import RESULTS, Figure, machine, measure_set
 
 FIGURES = ("engine", "backfill", "e2e", "lookup", "analytics")
 
@@ -28,38 +28,27 @@ FIGURES = ("engine", "backfill", "e2e", "lookup", "analytics")
 def collect(quick: bool, only: set[str]) -> list[Figure]:
     from bench import services as svc
 
+    services = svc.probe() if only & {"e2e", "lookup", "analytics"} else None
     figures: list[Figure] = []
-    if "engine" in only:
-        from bench import engine
-
-        figures += _guarded("engine", lambda: engine.figures(quick))
-    if "backfill" in only:
-        from bench import batch
-
-        figures += _guarded("backfill", lambda: batch.figures(quick))
-    if only & {"e2e", "lookup", "analytics"}:
-        services = svc.probe()
-        if "e2e" in only:
-            from bench import e2e
-
-            figures += _guarded("e2e", lambda: e2e.figures(quick, services))
-        if "lookup" in only:
-            from bench import lookup
-
-            figures += _guarded("lookup", lambda: lookup.figures(quick, services))
-        if "analytics" in only:
-            from bench import analytics
-
-            figures += _guarded("analytics", lambda: analytics.figures(quick, services))
+    for name in FIGURES:
+        if name in only:
+            figures += _guarded(name, quick, services)
     return figures
 
 
-def _guarded(name: str, run) -> list[Figure]:
-    """A figure that fails is reported as failed, and the others still run."""
+def _guarded(name: str, quick: bool, services: object) -> list[Figure]:
+    """A figure set measured in a fresh process, so that no set runs beside what the one
+    before left behind (the backfill's gigabytes being handed back to the kernel showed up as
+    tens of milliseconds of lookup latency); a set that fails is reported as failed, and the
+    others still run."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     print(f"[bench] {name} ...", file=sys.stderr, flush=True)
     t = time.perf_counter()
     try:
-        out = run()
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            out = pool.submit(measure_set, name, quick, services).result()
     except Exception as exc:
         out = [Figure(name=name, value=None, unit="", met=False,
                       note=f"failed: {type(exc).__name__}: {exc}"[:500])]

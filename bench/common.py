@@ -133,3 +133,14 @@ def run_json(code: str, timeout: float = 900) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"subprocess failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_set(name: str, quick: bool, services: object) -> list[Figure]:
+    """One figure set's figures (``python -m bench`` runs each set in a
+    process of its own: this is what that process calls)."""
+    import importlib
+
+    module = importlib.import_module(f"bench.{'batch' if name == 'backfill' else name}")
+    if name in ("engine", "backfill"):
+        return module.figures(quick)
+    return module.figures(quick, services)
