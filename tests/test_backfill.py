@@ -257,8 +257,15 @@ def check_file(path: Path, fields: FieldMap, config: EngineConfig, fmt: str | No
     finals, rejected, counters = streamed_run(path, fields, config, fmt)
     result = bf.run(path, config, fields, fmt=fmt)
     assert_same_sessions(finals, result.sessions)
-    assert Counter((r.reason.value, r.offset) for r in rejected) == Counter(
-        result.rejections.select("reason", "offset").iter_rows())
+    # the dead letters too: same reason, line, message and raw record (but for CSV, where the
+    # raw record of a no-key or duplicate event is the decoded event: README, Backfill)
+    def letter(reason: str, offset: int, detail: str, raw: str) -> tuple:
+        jsonl = bf.file_format(path, fmt) == "jsonl"
+        return (reason, offset, detail, raw if jsonl or reason == "malformed" else None)
+
+    assert Counter(letter(r.reason.value, r.offset, r.detail, r.raw) for r in rejected) == Counter(
+        letter(*row) for row in result.rejections.select("reason", "offset", "detail", "raw")
+        .iter_rows())
     for name in ("received", "counted", "malformed", "no_key", "duplicate"):
         assert result.counters[name] == counters[name], name
     assert result.counters["counted"] + len(result.rejections) == result.counters["received"]
@@ -288,13 +295,58 @@ def test_jsonl_rows_that_cannot_be_read_are_rejections(tmp_path):
     result = check_file(path, FieldMap(), config)
     assert result.counters["malformed"] == 5 and result.counters["no_key"] == 1
     details = dict(result.rejections.select("offset", "detail").iter_rows())
-    assert details[11] == ("field 'ts': '9000-01-01T00:00:00Z' is out of the supported range "
+    assert details[11] == ("line 11: field 'ts': '9000-01-01T00:00:00Z' is out of the supported range "
                            "(years -2489 to 6429)")
-    assert details[12] == "field 'revenue': not a finite number: 'nan'"
+    assert details[12] == "line 12: field 'revenue': not a finite number: 'nan'"
     # a line that is not JSON, and a blank line, send the chunk down the exact path
     path.write_text("\n".join([*MESSY_JSONL[:3], "{not json", "", "[1, 2]", *MESSY_JSONL[2:]]))
     result = check_file(path, FieldMap(), dataclasses.replace(config, dedup=True))
     assert result.counters["malformed"] == 7 and result.counters["duplicate"] == 1
+
+
+def test_jsonl_blank_lines_keep_line_numbers(tmp_path):
+    # Polars' whole-file scan reads this file but skips the blank lines: the rows would be
+    # numbered 1 to 12 where the streaming path says lines 1 to 14
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join([MESSY_JSONL[0], "", "   ", *MESSY_JSONL[1:]]) + "\n")
+    config = EngineConfig(gap_ms=30 * 60_000, grace_ms=None)
+    assert bf._scanned_jsonl(path, FieldMap()) is None
+    result = check_file(path, FieldMap(), config)
+    assert dict(result.rejections.select("offset", "reason").iter_rows())[7] == "malformed"
+
+
+def test_jsonl_name_with_glob_characters(tmp_path):
+    # Polars' scan reads a name as a glob pattern: "events[1].jsonl" would match nothing, and
+    # "*.jsonl" every file beside it
+    (tmp_path / "other.jsonl").write_text(MESSY_JSONL[0] + "\n")
+    config = EngineConfig(gap_ms=30 * 60_000, grace_ms=None)
+    for name in ("events[1].jsonl", "*.jsonl"):
+        path = tmp_path / name
+        path.write_text("\n".join(MESSY_JSONL[:4]) + "\n")
+        assert bf._scanned_jsonl(path, FieldMap()) is None
+        assert check_file(path, FieldMap(), config).counters["received"] == 4
+
+
+@pytest.mark.parametrize("bad_line", [None, "{not json", '{"user_id": "z", "ts": "soon"}'])
+def test_jsonl_readers_agree(tmp_path, monkeypatch, bad_line):
+    """The whole-file scan, the chunked reader (chunks of a few lines, some read by Polars,
+    the one with the bad line by the exact path) and the exact path alone give the same rows."""
+    lines = [line for _ in range(40) for line in MESSY_JSONL]
+    if bad_line is not None:
+        lines[300] = bad_line
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines))  # no line break at the end
+    fields = FieldMap()
+    monkeypatch.setattr(bf, "SCAN_GROUP_ROWS", 100)  # several decode groups
+    scanned = bf._scanned_jsonl(path, fields)
+    assert (scanned is None) == (bad_line == "{not json")
+    monkeypatch.setattr(bf, "JSONL_CHUNK_BYTES", 2_000)
+    chunked = bf._chunked_jsonl(path, fields)
+    exact = bf._exact_jsonl(path.read_bytes(), fields, 1)
+    for events, rejections in filter(None, [scanned, chunked]):
+        assert events.equals(exact[0])
+        assert rejections.sort("offset").equals(exact[1].sort("offset"))
+    assert len(exact[0]) + len(exact[1]) == len(lines)
 
 
 def test_csv_ragged_quoted_and_bad_rows(tmp_path):
