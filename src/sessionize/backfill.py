@@ -141,6 +141,7 @@ def run(source: pl.DataFrame | str | os.PathLike[str], config: EngineConfig,
         raise ConfigError(f"the backfill cannot apply {reason}; use the streaming engine "
                           "(sessionize run) for these rules")
     fields = fields or FieldMap()
+    lines_of: str | os.PathLike[str] | None = None  # a file whose lines are the records
     if isinstance(source, pl.DataFrame):
         events, rejections = decode_frame(source, fields)
         skipped = 0
@@ -148,12 +149,13 @@ def run(source: pl.DataFrame | str | os.PathLike[str], config: EngineConfig,
         fmt = file_format(source, fmt)
         events, rejections, skipped = read_events(source, fields, fmt=fmt, delimiter=delimiter,
                                                   clf_key=clf_key, skip_assets=skip_assets)
+        lines_of = source if fmt == "jsonl" else None
     sessions, refused = sessionize(events, config, partition)
-    if fmt == "jsonl" and not refused.is_empty():
-        refused = _with_file_lines(refused, source)  # type: ignore[arg-type]
     rejections = pl.concat([rejections, refused], how="vertical_relaxed")
     if len(rejections):
         rejections = rejections.sort("offset", nulls_last=True, maintain_order=True)
+        if lines_of is not None:  # the dead letters' raw record: the line, as `run` gives it
+            rejections = _with_file_lines(rejections, lines_of)
     return BackfillResult(sessions, rejections, _counters(sessions, rejections, skipped))
 
 
@@ -546,10 +548,15 @@ def _read_bytes(path: str | os.PathLike[str]) -> bytes:
 def _read_jsonl(path: str | os.PathLike[str], fields: FieldMap
                 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """A plain file is first scanned whole by Polars' streaming reader; a file it cannot read
-    (a malformed line, a BOM, blank lines that would shift the line numbers, a compressed
-    file) goes through the chunked reader, which falls back per chunk to the exact path."""
+    (a malformed line, a BOM, a compressed file) goes through the chunked reader, which falls
+    back per chunk to the exact path. The fast paths' dead letters carry the decoded fields as
+    their raw record: ``run`` puts the file's lines in their place."""
     scanned = _scanned_jsonl(path, fields)
     return scanned if scanned is not None else _chunked_jsonl(path, fields)
+
+
+class _Unreadable(Exception):
+    """Polars' reader stopped at a line it cannot read."""
 
 
 def _scanned_jsonl(path: str | os.PathLike[str], fields: FieldMap
@@ -559,9 +566,10 @@ def _scanned_jsonl(path: str | os.PathLike[str], fields: FieldMap
     file. Polars' reader splits the file over both cores without our copying it into chunks
     first (about 40 % faster than the chunked reader on 10 M events).
 
-    A row's offset is its line number only if every line is a record: Polars skips blank
-    lines, so the file's lines are counted alongside and a difference sends the whole file to
-    the chunked reader, which numbers lines itself."""
+    Polars numbers rows, not lines, and skips empty lines: the lines are counted alongside
+    (``_LineCount``), rows are moved past the empty ones, and any other difference between rows
+    and lines sends the file to the chunked reader, which numbers lines itself."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     path = os.path.abspath(path)
@@ -571,22 +579,92 @@ def _scanned_jsonl(path: str | os.PathLike[str], fields: FieldMap
     scan = (pl.scan_ndjson(path, schema=schema, row_index_name="_offset", row_index_offset=1)
             .with_columns(pl.col("_offset").cast(pl.Int64)))
     events, rejections = [], []
+    stop = threading.Event()
     with ThreadPoolExecutor(1, thread_name_prefix="backfill-count") as pool:
-        lines = pool.submit(_count_lines, path)
+        counted = pool.submit(_LineCount.of, path, stop)
         try:
-            for group in _prefetched(_row_groups(scan.collect_batches(), SCAN_GROUP_ROWS)):
-                ev, rej = decode_columns(group, fields, line_prefix=True)
+            for group in _prefetched(_row_groups(_batches(scan), SCAN_GROUP_ROWS)):
+                ev, rej = decode_columns(group, fields)
                 events.append(ev)
                 rejections.append(rej)
-        except pl.exceptions.PolarsError:  # a line Polars cannot read: the chunked reader says
-            return None  # which, per line
-        received = sum(len(e) for e in events) + sum(len(r) for r in rejections)
-        if received != lines.result():
+        except _Unreadable:
+            stop.set()
             return None
+        lines = counted.result()
+    if lines is None:
+        return None
+    received = sum(len(e) for e in events) + sum(len(r) for r in rejections)
+    if received + len(lines.empty) != lines.total:
+        return None  # Polars skipped or split lines otherwise (whitespace-only lines)
     if not events:
         return _empty_events(), _empty_rejections()
-    rejected = pl.concat(rejections, how="vertical_relaxed")
-    return pl.concat(events), _with_file_lines(rejected, path)
+    ev, rej = pl.concat(events), pl.concat(rejections, how="vertical_relaxed")
+    if len(lines.empty):
+        ev, rej = (frame.with_columns(lines.of_rows(frame["offset"])) for frame in (ev, rej))
+    return ev, rej.with_columns(pl.format("line {}: {}", "offset", "detail").alias("detail"))
+
+
+def _batches(scan: pl.LazyFrame) -> Iterator[pl.DataFrame]:
+    try:
+        yield from scan.collect_batches()
+    except pl.exceptions.PolarsError as exc:
+        raise _Unreadable(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class _LineCount:
+    """A file's lines as the exact path counts them (line breaks, and a last line without
+    one), and which of them are empty ("" or a lone CR) and closed by a line break: the lines
+    Polars' reader skips (it skips a last one without a break too, and lines of blanks, which
+    then leave rows and lines apart)."""
+
+    total: int
+    empty: np.ndarray  # 1-based line numbers, ascending
+
+    @classmethod
+    def of(cls, path: str, stop: Any, block: int = 16 << 20) -> _LineCount | None:
+        """Counted in a buffered pass (None once ``stop`` is set). Empty lines are rare: a
+        substring test per block, and they are located only in a block that has one."""
+        breaks, empty = 0, []
+        tail = b"\n"  # the bytes just before the block: the file starts as after a line break
+        buffer = bytearray(block)
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(buffer):  # type: ignore[attr-defined]
+                if stop.is_set():
+                    return None
+                head = tail + bytes(buffer[:2])
+                if (buffer.find(b"\n\n", 0, n) >= 0 or buffer.find(b"\n\r\n", 0, n) >= 0
+                        or b"\n\n" in head or b"\n\r\n" in head):
+                    empty.append(_empty_lines(tail + bytes(buffer[:n]), len(tail), breaks))
+                breaks += buffer.count(b"\n", 0, n)
+                tail = (tail + bytes(buffer[max(0, n - 2):n]))[-2:]
+        open_last = tail[-1:] != b"\n"  # a last line without a line break (or no file)
+        total = breaks + (1 if open_last and os.path.getsize(path) else 0)
+        return cls(total, np.concatenate(empty) if empty else np.zeros(0, np.int64))
+
+    def of_rows(self, rows: pl.Series) -> pl.Series:
+        """Polars' row numbers (1-based) as line numbers: row r is line r plus the empty lines
+        before it, which (with c_j = e_j - j for the j-th empty line e_j) are the c_j < r."""
+        c = self.empty - np.arange(1, len(self.empty) + 1)
+        r = rows.to_numpy()
+        return pl.Series(rows.name, r + np.searchsorted(c, r, side="left"), pl.Int64)
+
+
+def _empty_lines(window: bytes, tail: int, breaks_before: int) -> np.ndarray:
+    """Line numbers of the empty lines that end in ``window[tail:]``. The window starts with
+    ``tail`` bytes from before the block; with the file's start counted as a line break (number
+    0), the line breaks before the block are numbered up to ``breaks_before``, and the line
+    after break number g is line g + 1."""
+    w = np.frombuffer(window, np.uint8)
+    at = np.flatnonzero(w == 10)
+    following = np.append(at[1:], len(w) + 2)  # where the line after each break ends
+    lone_cr = np.zeros(len(at), bool)
+    inside = at + 1 < len(w)
+    lone_cr[inside] = w[at[inside] + 1] == 13
+    gap = following - at
+    is_empty = ((gap == 1) | ((gap == 2) & lone_cr)) & (following >= tail)
+    first = breaks_before + 1 - int(np.count_nonzero(at < tail))  # number of the first break
+    return (np.flatnonzero(is_empty) + first + 1).astype(np.int64)
 
 
 def _plain_text(path: str | os.PathLike[str]) -> bool:
@@ -617,17 +695,6 @@ def _row_groups(batches: Iterable[pl.DataFrame], rows: int) -> Iterator[pl.DataF
         yield pl.concat(pending, rechunk=False)
 
 
-def _count_lines(path: str | os.PathLike[str]) -> int:
-    """Lines as the exact path counts them: line breaks, plus a last line without one."""
-    count, last = 0, b"\n"
-    buffer = bytearray(16 << 20)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buffer):  # type: ignore[attr-defined]
-            count += buffer.count(b"\n", 0, n)
-            last = buffer[n - 1:n]
-    return count + (last != b"\n")
-
-
 def _chunked_jsonl(path: str | os.PathLike[str], fields: FieldMap
                    ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Chunks are parsed by Polars on a reader thread one chunk ahead of their decoding here:
@@ -640,7 +707,6 @@ def _chunked_jsonl(path: str | os.PathLike[str], fields: FieldMap
             frame = frame.with_columns(
                 pl.int_range(line, line + lines, dtype=pl.Int64).alias("_offset"))
             ev, rej = decode_columns(frame, fields, line_prefix=True)
-            rej = _with_lines(rej, chunk, line)
         else:
             ev, rej = _exact_jsonl(chunk, fields, line)
         events.append(ev)
@@ -652,31 +718,40 @@ def _chunked_jsonl(path: str | os.PathLike[str], fields: FieldMap
 
 
 def _with_file_lines(rejections: pl.DataFrame, path: str | os.PathLike[str]) -> pl.DataFrame:
-    """``_with_lines`` over a whole JSON Lines file (read again: rejections are few)."""
+    """``_with_lines`` over a whole JSON Lines file, read again (up to the last line wanted)
+    rather than kept: rejections are few."""
     if rejections.is_empty():
         return rejections
-    if _plain_text(path):
-        import mmap
+    from sessionize.sources.files import open_bytes
 
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _with_lines(rejections, data, 1)  # type: ignore[arg-type]
-    return _with_lines(rejections, _read_bytes(path), 1)
+    stream, raw = open_bytes(path)
+    try:
+        if stream is raw and os.fstat(raw.fileno()).st_size > 0:
+            import mmap
+
+            with mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return _with_lines(rejections, data)  # type: ignore[arg-type]
+        return _with_lines(rejections, stream.read())
+    finally:
+        if stream is not raw:
+            stream.close()
+        raw.close()
 
 
-def _with_lines(rejections: pl.DataFrame, data: bytes, first_line: int) -> pl.DataFrame:
-    """The rejections with their lines as the raw record (as the streaming path gives it):
-    the fast paths only see the fields they asked Polars for."""
-    if rejections.is_empty():
-        return rejections
-    wanted = rejections["offset"].to_numpy() - first_line  # 0-based line numbers
+def _with_lines(rejections: pl.DataFrame, data: bytes, block: int = 64 << 20) -> pl.DataFrame:
+    """The rejections with their lines of ``data`` (a file's bytes) as the raw record, as the
+    streaming path gives it: the fast paths only see the fields they asked Polars for."""
+    wanted = rejections["offset"].to_numpy() - 1  # 0-based line numbers
     order = np.argsort(wanted, kind="stable")
     found = [""] * len(wanted)
     buffer = np.frombuffer(data, dtype=np.uint8)
-    block = 64 << 20
     before = 0  # line breaks before the block
-    start_of_line = 0  # where the line that is open at the block's start begins
+    # where the line that is open at the block's start begins (after a BOM, as the reader)
+    start_of_line = 3 if data[:3] == b"\xef\xbb\xbf" else 0
     i = 0
     for at in range(0, len(buffer), block):
+        if i == len(order):
+            break
         breaks = np.flatnonzero(buffer[at:at + block] == 10) + at
         while i < len(order) and wanted[order[i]] < before + len(breaks):
             k = int(wanted[order[i]]) - before
@@ -949,12 +1024,17 @@ def decode_columns(frame: pl.DataFrame, fields: FieldMap, *, line_prefix: bool =
         missing = missing | (out["_ts_raw"] == "")
     out = out.with_columns(ts.alias("ts"), rev.alias("revenue"), recv.alias("received_at"),
                            pl.lit(False).alias("is_bot"))
-    # the decoder's range of event time (sessionize.decode.fields.TS_LIMIT_MS)
-    beyond = (pl.col("ts") < -TS_LIMIT_MS) | (pl.col("ts") >= TS_LIMIT_MS)
+    # the decoder's range of event time (sessionize.decode.fields.TS_LIMIT_MS); a time the
+    # vectorised parse left without a value or an error is beyond even Int64 (a 23-digit
+    # epoch): never an event without a time
+    beyond = ((pl.col("ts") < -TS_LIMIT_MS) | (pl.col("ts") >= TS_LIMIT_MS)
+              | pl.col("ts").is_null())
     raw_ts = pl.col("_ts_raw").cast(pl.String)
     spelled = pl.lit("'") + raw_ts + pl.lit("'") if out["_ts_raw"].dtype == pl.String else raw_ts
     detail = (
-        pl.when(missing).then(pl.lit(f"missing timestamp field {ts_name!r}"))
+        pl.when(pl.col("key").str.contains("\x00", literal=True))
+        .then(pl.lit("the key contains a NUL character"))
+        .when(missing).then(pl.lit(f"missing timestamp field {ts_name!r}"))
         .when(ts_err.is_not_null()).then(pl.lit(f"field {ts_name!r}: ") + ts_err)
         .when(beyond).then(pl.lit(f"field {ts_name!r}: ") + spelled
                            + pl.lit(" is out of the supported range (years -2489 to 6429)"))
