@@ -564,7 +564,7 @@ def _scanned_jsonl(path: str | os.PathLike[str], fields: FieldMap
     """The file through ``scan_ndjson``'s batches, decoded a group of rows at a time on this
     thread while the reader runs ahead on a worker; None when the scan cannot stand for the
     file. Polars' reader splits the file over both cores without our copying it into chunks
-    first (about 40 % faster than the chunked reader on 10 M events).
+    first (2 M events read and decoded in 1.9 to 2.1 s; 2.5 to 3.6 s by the chunked reader).
 
     Polars numbers rows, not lines, and skips empty lines: the lines are counted alongside
     (``_LineCount``), rows are moved past the empty ones, and any other difference between rows
