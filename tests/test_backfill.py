@@ -336,11 +336,12 @@ def test_line_count_and_line_lookup_at_any_block_size(data, block):
     with tempfile.NamedTemporaryFile() as f:
         f.write(data)
         f.flush()
-        count = bf._LineCount.of(f.name, threading.Event(), block)
-    assert count is not None and count.total == total and count.empty.tolist() == empty
+        assert bf._count_lines(f.name, threading.Event(), block) == total
+        found = bf._empty_lines_in(f.name, block)
+    assert found.tolist() == empty
     others = [i for i in range(1, total + 1) if i not in empty]
     rows = pl.Series("offset", range(1, len(others) + 1), pl.Int64)
-    assert count.of_rows(rows).to_list() == others
+    assert bf._rows_as_lines(rows, found).to_list() == others
     wanted = pl.DataFrame({"offset": list(range(total, 0, -1))}, schema={"offset": pl.Int64})
     raws = bf._with_lines(wanted, data, block)["raw"].to_list()
     assert raws == [lines[i - 1].rstrip(b"\r").decode() for i in range(total, 0, -1)]
