@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import polars as pl
 
 from sessionize.stores import analytics as an
 from sessionize.stores.records import SessionChanges, now_ms
@@ -395,26 +396,29 @@ class ColumnarAnalytics(an.Analytics):
         offsets = sorted({o for _, _, o in parts})
         k = len(offsets)
         rows = np.concatenate([r for r, _, _ in parts])
-        # (bucket, offset) as one integer: bucket * k + the offset's index
+        if not len(rows):
+            return []
+        # (bucket, offset) as one integer, bucket * k + the offset's index, counted from the
+        # first: the buckets of a range are few and dense, so they index arrays directly
+        # (no sort: np.unique of a million took 50 ms here)
         combined = np.concatenate([b * k + offsets.index(o) for _, b, o in parts])
-        uniq, group = np.unique(combined, return_inverse=True)
-        g = len(uniq)
-        groups = [(int(u) // k, offsets[int(u) % k]) for u in uniq]
-        width = len(self._builder.keys.values) + 1
-        users = _sorted_unique(group.astype(np.int64) * width + c.key[rows]) // width
+        first = int(combined.min())
+        group = combined - first
+        g = int(group.max()) + 1
         counts = {
             "n": np.bincount(group, minlength=g),
-            "users": np.bincount(users, minlength=g),
+            "users": _distinct_per_group(group, c.key[rows], g),
             "events": np.bincount(group, c.events[rows], minlength=g),
             "bounce": np.bincount(group, c.bounce[rows], minlength=g),
             "engaged": np.bincount(group, c.engaged[rows], minlength=g),
             "converted": np.bincount(group, c.converted[rows], minlength=g),
             "revenue": np.bincount(group, c.revenue[rows], minlength=g),
         }
-        return [(int(b), int(o), int(counts["n"][i]), int(counts["users"][i]),
-                 int(counts["events"][i]), int(counts["bounce"][i]), int(counts["engaged"][i]),
-                 int(counts["converted"][i]), float(counts["revenue"][i]))
-                for i, (b, o) in enumerate(groups)]
+        return [((first + i) // k, offsets[(first + i) % k], int(counts["n"][i]),
+                 int(counts["users"][i]), int(counts["events"][i]), int(counts["bounce"][i]),
+                 int(counts["engaged"][i]), int(counts["converted"][i]),
+                 float(counts["revenue"][i]))
+                for i in np.flatnonzero(counts["n"]).tolist()]
 
     def _an_histogram(self, column: str, edges: list[int], lo: int, hi: int
                       ) -> list[tuple[int, int]]:
@@ -464,13 +468,14 @@ def _without(cols: Columns, rows: list[int]) -> Columns:
     return dataclasses.replace(cols, alive=alive, _positions=cols._positions)
 
 
-def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    """``np.unique`` by sorting: NumPy 2's default hashes, which on a million int64 here took
-    fifty times as long as the sort."""
-    if not len(values):
-        return values
-    v = np.sort(values)
-    return v[np.concatenate(([True], v[1:] != v[:-1]))]
+def _distinct_per_group(group: np.ndarray, key: np.ndarray, groups: int) -> np.ndarray:
+    """Distinct keys in each of ``groups`` groups: Polars' hash group-by, on every core.
+    Sorting the million (group, key) pairs of a month took 70 ms here, NumPy's hashing
+    ``np.unique`` fifty times that."""
+    per = pl.DataFrame({"g": group, "k": key}).group_by("g").agg(pl.col("k").n_unique())
+    out = np.zeros(groups, np.int64)
+    out[per["g"].to_numpy()] = per["k"].to_numpy()
+    return out
 
 
 def _distinct(codes: np.ndarray) -> int:
