@@ -376,10 +376,11 @@ def test_jsonl_name_with_glob_characters(tmp_path):
         assert check_file(path, FieldMap(), config).counters["received"] == 4
 
 
-@pytest.mark.parametrize("bad_line", [None, "{not json", '{"user_id": "z", "ts": "soon"}'])
+@pytest.mark.parametrize("bad_line", [None, "{not json", '{"user_id": "z", "ts": "soon"}', ""])
 def test_jsonl_readers_agree(tmp_path, monkeypatch, bad_line):
-    """The whole-file scan, the chunked reader (chunks of a few lines, some read by Polars,
-    the one with the bad line by the exact path) and the exact path alone give the same rows."""
+    """The whole-file scan, the chunked reader (chunks of a few lines, most read by Polars,
+    the one with the bad or empty line halved down to pieces the exact path reads) and the
+    exact path alone give the same rows."""
     lines = [line for _ in range(40) for line in MESSY_JSONL]
     if bad_line is not None:
         lines[300] = bad_line
@@ -390,13 +391,14 @@ def test_jsonl_readers_agree(tmp_path, monkeypatch, bad_line):
     scanned = bf._scanned_jsonl(path, fields)
     assert (scanned is None) == (bad_line == "{not json")
     monkeypatch.setattr(bf, "JSONL_CHUNK_BYTES", 2_000)
+    monkeypatch.setattr(bf, "EXACT_PIECE_BYTES", 300)
     chunked = bf._chunked_jsonl(path, fields)
     exact = bf._exact_jsonl(path.read_bytes(), fields, 1)
     for events, rejections in filter(None, [scanned, chunked]):
         assert events.equals(exact[0])
         rejections = bf._with_file_lines(rejections.sort("offset"), path)  # as run() does
         assert rejections.equals(exact[1].sort("offset"))
-    assert len(exact[0]) + len(exact[1]) == len(lines)
+    assert len(exact[0]) + len(exact[1]) == len([line for line in lines if line])
 
 
 def test_csv_ragged_quoted_and_bad_rows(tmp_path):
