@@ -30,13 +30,15 @@ be read becomes a ``malformed`` rejection, never a silent drop, and ``counted + 
 received`` holds as in the pipeline. Field values are decoded with vectorised rules that mirror
 ``sessionize.decode``; the values those rules do not cover (an unusual timestamp spelling, a
 number Polars cannot cast) are handed one by one to the very parser the streaming path uses, so
-the result and the error messages are the same. A chunk of JSON Lines that Polars cannot read
-(an invalid line, invalid UTF-8, a blank line that would shift line numbers) and a CSV whose
-quoting spans lines are decoded by the streaming sources themselves (exact, slower). Access logs
-always are. Two known differences remain, both for values that are not text where text is
-expected: a JSON float or boolean in a text field (``"user_id": 1.0``) is spelled by Polars
-(``1``, ``true``) where Python spells it ``1.0``, ``True``; and in a rejection produced on the fast
-path, ``raw`` is the record's mapped fields as JSON rather than the input line.
+the result and the error messages are the same. JSON Lines are read by Polars' whole-file scan
+with its rows renumbered past the blank lines it skips; a file it cannot read goes in chunks, and
+the parts of a chunk Polars cannot read (an invalid line, invalid UTF-8) are decoded by the
+streaming source itself (exact, slower), as are a CSV whose quoting spans lines and access logs.
+A JSON Lines rejection carries its line as ``raw``, as in the streaming path. Known differences,
+for values that are not text where text is expected and for names given twice: a JSON float or
+boolean in a text field (``"user_id": 1.0``) is spelled by Polars (``1``, ``true``) where Python
+spells it ``1.0``, ``True``; a repeated name keeps its first value (Python's json its last); and
+a CSV or Parquet row rejected for its key or a duplicate id has its mapped fields as ``raw``.
 """
 
 from __future__ import annotations
@@ -568,8 +570,8 @@ def _scanned_jsonl(path: str | os.PathLike[str], fields: FieldMap
     file. Polars' reader splits the file over both cores without our copying it into chunks
     first (2 M events read and decoded in 1.9 to 2.1 s; 2.5 to 3.6 s by the chunked reader).
 
-    Polars numbers rows, not lines, and skips empty lines: the lines are counted alongside;
-    when rows and lines differ, the empty lines are found and the rows moved past them, and any
+    Polars numbers rows, not lines, and skips blank lines: the lines are counted alongside;
+    when rows and lines differ, the blank lines are found and the rows moved past them, and any
     other difference sends the file to the chunked reader, which numbers lines itself."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
@@ -584,21 +586,25 @@ def _scanned_jsonl(path: str | os.PathLike[str], fields: FieldMap
     stop = threading.Event()
     with ThreadPoolExecutor(1, thread_name_prefix="backfill-count") as pool:
         counted = pool.submit(_count_lines, path, stop)
+        scanned = False
         try:
             for group in _prefetched(_row_groups(_batches(scan), SCAN_GROUP_ROWS)):
                 ev, rej = decode_columns(group, fields)
                 events.append(ev)
                 rejections.append(rej)
+            scanned = True
         except _Unreadable:
-            stop.set()
             return None
+        finally:
+            if not scanned:  # a bad line, an error, Ctrl-C: the count need not read on
+                stop.set()
         lines = counted.result()
     if lines is None:
         return None
     received = sum(len(e) for e in events) + sum(len(r) for r in rejections)
     empty = _empty_lines_in(path) if received != lines else None
     if empty is not None and received + len(empty) != lines:
-        return None  # Polars skipped or split lines otherwise (a line of blanks)
+        return None  # Polars read some line as something else than one row or none
     if not events:
         return _empty_events(), _empty_rejections()
     ev, rej = pl.concat(events), pl.concat(rejections, how="vertical_relaxed")
@@ -630,45 +636,45 @@ def _count_lines(path: str, stop: Any, block: int = 16 << 20) -> int | None:
 
 
 def _empty_lines_in(path: str, block: int = 16 << 20) -> np.ndarray:
-    """1-based numbers of the lines that are empty ("" or a lone CR) and closed by a line
-    break, ascending: the lines Polars' reader skips (it skips a last one without a break too,
-    and lines of blanks, which then leave rows and lines apart). A second pass, made only when
-    rows and lines differ: it takes about twice as long as the count."""
+    """1-based numbers of the blank lines (empty, or only spaces, tabs and CRs), ascending:
+    the lines Polars' reader skips. A second pass, made only when rows and lines differ: it
+    takes about twice as long as the count."""
     found, breaks = [], 0
-    tail = b"\n"  # the bytes just before the block: the file starts as after a line break
+    # the unfinished line before each block, from its line break on (the file starts as after
+    # one), so that every line closed in a block is whole in its window
+    tail = b"\n"
     buffer = bytearray(block)
     with open(path, "rb", buffering=0) as f:
         while n := f.readinto(buffer):  # type: ignore[attr-defined]
             window = tail + bytes(buffer[:n])
-            found.append(_empty_lines(window, len(tail), breaks))
+            found.append(_empty_lines(window, breaks))
             breaks += buffer.count(b"\n", 0, n)
-            tail = window[-2:]
+            tail = window[window.rfind(b"\n"):]
+    if len(tail) > 1 and not tail[1:].strip(b" \t\r"):  # a last line without a break
+        found.append(np.asarray([breaks + 1], np.int64))
     return np.concatenate(found) if found else np.zeros(0, np.int64)
 
 
 def _rows_as_lines(rows: pl.Series, empty: np.ndarray) -> pl.Series:
-    """Polars' row numbers (1-based) as line numbers: row r is line r plus the empty lines
-    before it, which (with c_j = e_j - j for the j-th empty line e_j) are the c_j < r."""
+    """Polars' row numbers (1-based) as line numbers: row r is line r plus the blank lines
+    before it, which (with c_j = e_j - j for the j-th blank line e_j) are the c_j < r."""
     c = empty - np.arange(1, len(empty) + 1)
     r = rows.to_numpy()
     return pl.Series(rows.name, r + np.searchsorted(c, r, side="left"), pl.Int64)
 
 
-def _empty_lines(window: bytes, tail: int, breaks_before: int) -> np.ndarray:
-    """Line numbers of the empty lines that end in ``window[tail:]``. The window starts with
-    ``tail`` bytes from before the block; with the file's start counted as a line break (number
-    0), the line breaks before the block are numbered up to ``breaks_before``, and the line
-    after break number g is line g + 1."""
+def _empty_lines(window: bytes, breaks_before: int) -> np.ndarray:
+    """Line numbers of the blank lines (nothing but spaces, tabs and CRs) closed in ``window``,
+    which starts with the line break numbered ``breaks_before`` (0: the file's start), so that
+    the line after its i-th break is line ``breaks_before + i + 1``. Only a line that starts
+    with a blank or a break can be one: those few are looked at one by one."""
     w = np.frombuffer(window, np.uint8)
     at = np.flatnonzero(w == 10)
-    following = np.append(at[1:], len(w) + 2)  # where the line after each break ends
-    lone_cr = np.zeros(len(at), bool)
-    inside = at + 1 < len(w)
-    lone_cr[inside] = w[at[inside] + 1] == 13
-    gap = following - at
-    is_empty = ((gap == 1) | ((gap == 2) & lone_cr)) & (following >= tail)
-    first = breaks_before + 1 - int(np.count_nonzero(at < tail))  # number of the first break
-    return (np.flatnonzero(is_empty) + first + 1).astype(np.int64)
+    starts, ends = at[:-1] + 1, at[1:]
+    head = w[starts]  # a closed line has its break at least, so this is inside the window
+    maybe = np.flatnonzero((head == 10) | (head == 32) | (head == 9) | (head == 13))
+    blank = [i for i in maybe.tolist() if not window[starts[i]:ends[i]].strip(b" \t\r")]
+    return np.asarray(blank, np.int64) + breaks_before + 1
 
 
 def _plain_text(path: str | os.PathLike[str]) -> bool:
@@ -1073,7 +1079,9 @@ def decode_columns(frame: pl.DataFrame, fields: FieldMap, *, line_prefix: bool =
     raw = pl.col("_raw") if "_raw" in out.columns else _raw_from(frame, bad["offset"])
     rejections = bad.select(
         pl.lit(Reason.MALFORMED.value).alias("reason"),
-        (prefix + pl.col("_detail")).alias("detail"), "offset", "key",
+        (prefix + pl.col("_detail")).alias("detail"), "offset",
+        pl.when(pl.col("key").str.contains("\x00", literal=True)).then(None)
+        .otherwise(pl.col("key")).alias("key"),  # as the decoder: no key it cannot store
         pl.lit(None, pl.String).alias("event_id"), pl.lit(None, pl.Int64).alias("ts"),
         raw.alias("raw") if "_raw" in out.columns else pl.Series("raw", raw, pl.String))
     good = out if bad.is_empty() else out.filter(pl.col("_detail").is_null())
@@ -1255,9 +1263,11 @@ def _residual(raw: pl.Series, parsed: pl.Series, fmt: str, tz: str
         messages: dict[str, str] = {}
         for v in raw.filter(todo).unique().to_list():
             try:
-                values[v] = parse(v)
+                ms = parse(v)
             except BadTimestamp as exc:
                 messages[v] = str(exc)
+            else:  # beyond the decoder's range (or Int64's) stays null: out of range
+                values[v] = ms if -TS_LIMIT_MS <= ms < TS_LIMIT_MS else None
         looked = raw.replace_strict(list(values), list(values.values()), default=None,
                                     return_dtype=pl.Int64) if values else None
         if looked is not None:
