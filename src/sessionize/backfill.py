@@ -579,6 +579,11 @@ def _scanned_jsonl(path: str | os.PathLike[str], fields: FieldMap
     path = os.path.abspath(path)
     if any(c in path for c in "*?[{") or not _plain_text(path):
         return None  # Polars would read a name with glob characters as a pattern
+    if not hasattr(pl.LazyFrame, "collect_batches"):  # an older Polars (and the API is
+        return None  # marked unstable): the chunked reader
+    # The rows given before a read error are no prefix of the file: the morsel with the bad
+    # line is dropped and the row index runs on over the ones after it. So nothing of a
+    # failed scan is kept.
     schema = dict.fromkeys(_input_names(fields), pl.String)
     scan = (pl.scan_ndjson(path, schema=schema, row_index_name="_offset", row_index_offset=1)
             .with_columns(pl.col("_offset").cast(pl.Int64)))
