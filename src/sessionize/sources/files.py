@@ -15,6 +15,7 @@ import io
 import lzma
 import os
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -190,7 +191,7 @@ def _bad_bytes(exc: UnicodeDecodeError) -> str:
     return f"not valid UTF-8 (byte {bad.hex(' ')} at column {exc.start + 1})"
 
 
-class FileSource:
+class FileSource(ABC):
     """What every file source shares: one partition, batching, progress, and the skip counter.
 
     Subclasses implement ``_items``; each call of ``batches`` reads the file from the start,
@@ -220,5 +221,6 @@ class FileSource:
             while batch := list(islice(items, size)):
                 yield batch
 
+    @abstractmethod
     def _items(self, reader: LineReader) -> Iterator[Item]:
-        raise NotImplementedError
+        """The file's Events and Rejections, read from ``reader``."""

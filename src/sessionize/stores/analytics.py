@@ -25,6 +25,7 @@ import base64
 import difflib
 import re
 import statistics
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -339,57 +340,42 @@ CONVERSION_DIMENSIONS = {"entry_page": "entry_page", "campaign": "campaign",
 MAX_LIMIT = 1000
 
 
-class Analytics:
-    """The analytics half of ``SessionQueries``, shared by both stores: arguments checked,
-    buckets and funnels assembled here; each store supplies the SQL through the ``_an_*``
-    primitives (constant statements, every user choice a parameter).
+class Analytics(ABC):
+    """The analytics half of ``SessionQueries``: arguments checked and buckets assembled
+    here, over the ``_an_*`` primitives each reader supplies (the stores as SQL, constant
+    statements with every user choice a parameter; ``ColumnarAnalytics`` over arrays).
 
     Ranges are ``[start_ms, end_ms)`` over session *starts*, as in ``summary``."""
 
-    # -- what a store provides
+    # -- what a reader provides
 
+    @abstractmethod
     def _an_start_range(self) -> tuple[int | None, int | None]:
         """MIN and MAX session start (None, None when empty)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _an_timeseries(self, spans: list[tuple[int, int, int]], size: int, by_offset: bool
                        ) -> list[tuple[Any, ...]]:
         """``(bucket, offset_key, sessions, users, events, bounces, engaged, converted,
         revenue)`` per non-empty bucket."""
-        raise NotImplementedError
+        ...
 
-    def _an_funnel_counts(self, lo: int, hi: int, patterns: list[str | None]
-                          ) -> tuple[int, int, list[int]]:
-        """Sessions in range, those with a cut path, and per pattern slot (``MAX_STEPS``, None
-        for unused) the sessions whose path matches it."""
-        raise NotImplementedError
-
-    def _an_funnel_rows(self, lo: int, hi: int, second: str, below: str
-                        ) -> list[tuple[Any, Any]]:
-        """``(path, path_ms)`` of the sessions in range matching the two-step pattern whose id
-        sorts below ``below`` (a uniform sample of hash ids; ``"\uffff"`` for all)."""
-        raise NotImplementedError
-
-    def _an_pattern(self, steps: Sequence[str]) -> str:
-        raise NotImplementedError
-
+    @abstractmethod
     def _an_histogram(self, column: str, edges: list[int], lo: int, hi: int
                       ) -> list[tuple[int, int]]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _an_ranked(self, column: str, lo: int, hi: int, after: tuple[int, str], limit: int
                    ) -> list[tuple[Any, ...]]:
         """``(value, sessions, bounces, converted, revenue)``, most sessions first."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _an_ranked_none(self, column: str, lo: int, hi: int) -> tuple[Any, ...]:
         """``(sessions, without_value, their bounces, converted, revenue)``."""
-        raise NotImplementedError
-
-    def _an_live(self) -> tuple[dict[str, int], int, list[tuple[Any, ...]], dict[str, int]]:
-        """Unclosed sessions by derived status, all sessions, ``(partition, stream_time,
-        updated_at)`` rows, cumulative ingest counters by name."""
-        raise NotImplementedError
+        ...
 
     # -- the queries
 
@@ -423,29 +409,6 @@ class Analytics:
                 "conversion_rate": rate(converted, n), "revenue": _money(revenue),
             })
         return {"interval": interval, "tz": zi.key, "buckets": out}
-
-    def funnel(self, steps: Sequence[str], start_ms: int | None, end_ms: int | None
-               ) -> dict[str, Any]:
-        """Sessions entering each step (ordered subsequence of the path), conversion between
-        steps and median time between them (module docstring)."""
-        steps = list(steps)
-        if not 2 <= len(steps) <= MAX_STEPS:
-            raise ValueError(f"a funnel has 2 to {MAX_STEPS} steps, got {len(steps)}")
-        lo, hi = _bounds(start_ms, end_ms)
-        patterns: list[str | None] = [self._an_pattern(steps[:k + 1]) for k in range(len(steps))]
-        total, truncated, counts = self._an_funnel_counts(
-            lo, hi, patterns + [None] * (MAX_STEPS - len(steps)))
-        entered = [int(n) for n in counts[:len(steps)]]
-        # times between steps from the sessions that reached step 2: all of them, or a uniform
-        # sample of about TIMING_SAMPLE when there are more (session ids are hashes)
-        below, sampled = "\uffff", False
-        if entered[1] > TIMING_SAMPLE:
-            below, sampled = f"{TIMING_SAMPLE * 65536 // entered[1]:04x}", True
-        rows = self._an_funnel_rows(lo, hi, patterns[1], below)  # type: ignore[arg-type]
-        out = funnel_result(steps, entered, int(total), int(truncated),
-                            funnel_medians(steps, rows))
-        out["timing"] = {"sessions": len(rows), "sampled": sampled}
-        return out
 
     def histogram(self, metric: str, start_ms: int | None, end_ms: int | None,
                   edges: Sequence[int] | None = None) -> dict[str, Any]:
@@ -495,6 +458,61 @@ class Analytics:
                                   "converted": int(none_converted or 0),
                                   "conversion_rate": rate(none_converted, none),
                                   "revenue": _money(none_revenue)}}
+
+
+
+class StoreAnalytics(Analytics):
+    """The queries the stores answer in SQL and the columnar copy answers its own way (the
+    funnel over flat paths, ``live`` from the store's counters)."""
+
+    @abstractmethod
+    def _an_funnel_counts(self, lo: int, hi: int, patterns: list[str | None]
+                          ) -> tuple[int, int, list[int]]:
+        """Sessions in range, those with a cut path, and per pattern slot (``MAX_STEPS``, None
+        for unused) the sessions whose path matches it."""
+        ...
+
+    @abstractmethod
+    def _an_funnel_rows(self, lo: int, hi: int, second: str, below: str
+                        ) -> list[tuple[Any, Any]]:
+        """``(path, path_ms)`` of the sessions in range matching the two-step pattern whose id
+        sorts below ``below`` (a uniform sample of hash ids; ``"\uffff"`` for all)."""
+        ...
+
+    @abstractmethod
+    def _an_pattern(self, steps: Sequence[str]) -> str:
+        ...
+
+    @abstractmethod
+    def _an_live(self) -> tuple[dict[str, int], int, list[tuple[Any, ...]], dict[str, int]]:
+        """Unclosed sessions by derived status, all sessions, ``(partition, stream_time,
+        updated_at)`` rows, cumulative ingest counters by name."""
+        ...
+
+    # -- the queries
+
+    def funnel(self, steps: Sequence[str], start_ms: int | None, end_ms: int | None
+               ) -> dict[str, Any]:
+        """Sessions entering each step (ordered subsequence of the path), conversion between
+        steps and median time between them (module docstring)."""
+        steps = list(steps)
+        if not 2 <= len(steps) <= MAX_STEPS:
+            raise ValueError(f"a funnel has 2 to {MAX_STEPS} steps, got {len(steps)}")
+        lo, hi = _bounds(start_ms, end_ms)
+        patterns: list[str | None] = [self._an_pattern(steps[:k + 1]) for k in range(len(steps))]
+        total, truncated, counts = self._an_funnel_counts(
+            lo, hi, patterns + [None] * (MAX_STEPS - len(steps)))
+        entered = [int(n) for n in counts[:len(steps)]]
+        # times between steps from the sessions that reached step 2: all of them, or a uniform
+        # sample of about TIMING_SAMPLE when there are more (session ids are hashes)
+        below, sampled = "\uffff", False
+        if entered[1] > TIMING_SAMPLE:
+            below, sampled = f"{TIMING_SAMPLE * 65536 // entered[1]:04x}", True
+        rows = self._an_funnel_rows(lo, hi, patterns[1], below)  # type: ignore[arg-type]
+        out = funnel_result(steps, entered, int(total), int(truncated),
+                            funnel_medians(steps, rows))
+        out["timing"] = {"sessions": len(rows), "sampled": sampled}
+        return out
 
     def live(self) -> dict[str, Any]:
         """Now: sessions by (derived) status, stream time and its lag behind the wall clock per

@@ -15,7 +15,7 @@ every refresh: after ``refresh()`` it holds exactly what the store holds. ``serv
 in the background every few seconds; a reader sees the last complete copy (``as_of_ms``), and
 the store's SQL answers until the first copy exists.
 
-What it answers: ``summary`` and every ``Analytics`` query but ``live`` (which reads the
+What it answers: ``summary`` and every ``StoreAnalytics`` query but ``live`` (which reads the
 store's counters). Each one gives what the SQL of the stores gives (the tests compare them), with
 one difference: funnel times between steps are medians over every session, never a sample.
 Memory: about 120 bytes per session plus the dictionaries of keys and pages and the paths

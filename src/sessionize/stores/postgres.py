@@ -399,7 +399,7 @@ SELECT name, SUM(n)::bigint FROM (
 """
 
 
-class PostgresStore(an.Analytics):
+class PostgresStore(an.StoreAnalytics):
     """Sessions, dead letters, runs, stream times, source offsets and engine state in PostgreSQL.
 
     Implements ``SessionSink`` and ``SessionQueries`` exactly as ``SqliteStore`` does, plus
@@ -892,7 +892,7 @@ class PostgresStore(an.Analytics):
             'ORDER BY SUM(event_count) DESC, "key" LIMIT %s', (limit,))
         return [{"key": k, "sessions": n, "events": e} for k, n, e in rows]
 
-    # ------------------------------------------------------------------ analytics (an.Analytics)
+    # ------------------------------------------------------------------ analytics (an.StoreAnalytics)
 
     def _an_start_range(self) -> tuple[int | None, int | None]:
         lo, hi = self._query(_RANGE_OF_STARTS)[0]

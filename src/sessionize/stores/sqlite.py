@@ -286,7 +286,7 @@ _LIVE_PARTITIONS = (
 _LIVE_COUNTERS = "SELECT name, SUM(n) FROM ingest_counters GROUP BY name"
 
 
-class SqliteStore(an.Analytics):
+class SqliteStore(an.StoreAnalytics):
     """Sessions, dead letters, runs, stream times and source offsets in one SQLite file.
 
     Implements both ``SessionSink`` (the pipeline writes) and ``SessionQueries`` (the API reads).
@@ -558,7 +558,7 @@ class SqliteStore(an.Analytics):
             "ORDER BY SUM(event_count) DESC, key LIMIT ?", (limit,))
         return [{"key": k, "sessions": n, "events": e} for k, n, e in rows]
 
-    # ------------------------------------------------------------------ analytics (an.Analytics)
+    # ------------------------------------------------------------------ analytics (an.StoreAnalytics)
 
     def _an_start_range(self) -> tuple[int | None, int | None]:
         lo, hi = self._query(_RANGE_OF_STARTS)[0]
