@@ -48,6 +48,7 @@ import io
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -500,15 +501,12 @@ def session_ids(partition: int, keys: pl.Series, starts: pl.Series, firsts: pl.S
 def file_format(path: str | os.PathLike[str], fmt: str | None) -> str:
     """The format named, or told by the file's name or first bytes: parquet, jsonl, csv, tsv
     or clf (an error that says how to name it when it cannot be told)."""
-    from sessionize.sources import _resolve_format, detect_format
+    from sessionize.sources import _resolve_format
     from sessionize.sources.files import check_readable
 
     check_readable(path)
-    name = str(path).lower()
-    if fmt is None and (name.endswith(".parquet") or name.endswith(".pq")):
+    if fmt is None and str(path).lower().endswith((".parquet", ".pq")):
         return "parquet"
-    if fmt is None and detect_format(path) is None:
-        _resolve_format(path, fmt)  # raises the usual "cannot tell the format" error
     return fmt if fmt == "parquet" else _resolve_format(path, fmt)
 
 
@@ -535,16 +533,38 @@ def read_events(path: str | os.PathLike[str], fields: FieldMap, *, fmt: str | No
     return events, rejections, source.skipped
 
 
-def _read_bytes(path: str | os.PathLike[str]) -> bytes:
-    from sessionize.sources.files import open_bytes
+@contextmanager
+def _opened(path: str | os.PathLike[str]) -> Iterator[tuple[Any, Any]]:
+    """``open_bytes``' (decompressed stream, raw file), both closed after: the stream is the
+    raw file itself when the file is not compressed."""
+    from sessionize.sources.files import check_readable, open_bytes
 
-    stream, raw = open_bytes(path)
+    stream, raw = open_bytes(check_readable(path))
     try:
-        return stream.read()
+        yield stream, raw
     finally:
         if stream is not raw:
             stream.close()
         raw.close()
+
+
+@contextmanager
+def _file_data(path: str | os.PathLike[str]) -> Iterator[bytes]:
+    """A file's bytes: a plain file mapped, not read (memory stays at what is looked at,
+    whatever the file's size), a compressed one decompressed whole."""
+    import mmap
+
+    with _opened(path) as (stream, raw):
+        if stream is raw and os.fstat(raw.fileno()).st_size > 0:
+            with mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                yield data  # type: ignore[misc]
+        else:
+            yield stream.read()
+
+
+def _read_bytes(path: str | os.PathLike[str]) -> bytes:
+    with _opened(path) as (stream, _):
+        return stream.read()  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------- JSON Lines
@@ -616,7 +636,7 @@ def _scanned_jsonl(path: str | os.PathLike[str], fields: FieldMap
     if empty is not None:
         ev, rej = (frame.with_columns(_rows_as_lines(frame["offset"], empty))
                    for frame in (ev, rej))
-    return ev, rej.with_columns(pl.format("line {}: {}", "offset", "detail").alias("detail"))
+    return ev, _line_prefixed(rej)
 
 
 def _batches(scan: pl.LazyFrame) -> Iterator[pl.DataFrame]:
@@ -684,15 +704,8 @@ def _empty_lines(window: bytes, breaks_before: int) -> np.ndarray:
 
 def _plain_text(path: str | os.PathLike[str]) -> bool:
     """Neither compressed nor starting with a BOM: a file Polars' scan reads as it is."""
-    from sessionize.sources.files import check_readable, open_bytes
-
-    stream, raw = open_bytes(check_readable(path))
-    try:
-        return stream is raw and raw.peek(3)[:3] != b"\xef\xbb\xbf"  # type: ignore[attr-defined]
-    finally:
-        if stream is not raw:
-            stream.close()
-        raw.close()
+    with _opened(path) as (stream, raw):
+        return stream is raw and raw.peek(3)[:3] != b"\xef\xbb\xbf"  # type: ignore[no-any-return]
 
 
 def _row_groups(batches: Iterable[pl.DataFrame], rows: int) -> Iterator[pl.DataFrame]:
@@ -732,20 +745,8 @@ def _with_file_lines(rejections: pl.DataFrame, path: str | os.PathLike[str]) -> 
     rather than kept: rejections are few."""
     if rejections.is_empty():
         return rejections
-    from sessionize.sources.files import open_bytes
-
-    stream, raw = open_bytes(path)
-    try:
-        if stream is raw and os.fstat(raw.fileno()).st_size > 0:
-            import mmap
-
-            with mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return _with_lines(rejections, data)  # type: ignore[arg-type]
-        return _with_lines(rejections, stream.read())
-    finally:
-        if stream is not raw:
-            stream.close()
-        raw.close()
+    with _file_data(path) as data:
+        return _with_lines(rejections, data)
 
 
 def _with_lines(rejections: pl.DataFrame, data: bytes, block: int = 64 << 20) -> pl.DataFrame:
@@ -790,7 +791,8 @@ def _pieces(chunk: bytes, lines: int, frame: pl.DataFrame | None, first_line: in
     if frame is not None and len(frame) == lines:
         frame = frame.with_columns(
             pl.int_range(first_line, first_line + lines, dtype=pl.Int64).alias("_offset"))
-        yield decode_columns(frame, fields, line_prefix=True)
+        ev, rej = decode_columns(frame, fields)
+        yield ev, _line_prefixed(rej)
         return
     cut = chunk.find(b"\n", len(chunk) // 2) + 1
     if len(chunk) <= EXACT_PIECE_BYTES or not 0 < cut < len(chunk):
@@ -836,23 +838,9 @@ def _prefetched(items: Iterator[_T]) -> Iterator[_T]:
 
 def _jsonl_chunks(path: str | os.PathLike[str], size: int) -> Iterator[bytes]:
     """The file in pieces of about ``size`` bytes that end at a line break, a BOM blanked
-    (same length, so line numbers hold). A plain file is mapped, not read: memory stays at a
-    chunk or two whatever the file's size; a compressed one is decompressed whole."""
-    import mmap
-
-    from sessionize.sources.files import check_readable, open_bytes
-
-    stream, raw = open_bytes(check_readable(path))
-    try:
-        if stream is raw and os.fstat(raw.fileno()).st_size > 0:
-            with mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                yield from _chunks(data, size)  # type: ignore[arg-type]
-        else:
-            yield from _chunks(stream.read(), size)
-    finally:
-        if stream is not raw:
-            stream.close()
-        raw.close()
+    (same length, so line numbers hold); memory stays at a chunk or two for a plain file."""
+    with _file_data(path) as data:
+        yield from _chunks(data, size)
 
 
 def _chunks(data: bytes, size: int) -> Iterable[bytes]:
@@ -963,8 +951,8 @@ def _read_csv(path: str | os.PathLike[str], fields: FieldMap, sep: str
         pl.lit(None, pl.String).alias("event_id"), pl.lit(None, pl.Int64).alias("ts"),
         pl.col("_raw").alias("raw"))
     good = parts.filter(~bad)
-    events, rej = decode_columns(good, fields, line_prefix=True)
-    return events, pl.concat([rejections, rej], how="vertical_relaxed")
+    events, rej = decode_columns(good, fields)
+    return events, pl.concat([rejections, _line_prefixed(rej)], how="vertical_relaxed")
 
 
 def _csv_quoted_rows(rows: pl.DataFrame, columns: Sequence[str], sep: str) -> pl.DataFrame:
@@ -1005,7 +993,7 @@ def decode_frame(frame: pl.DataFrame, fields: FieldMap) -> tuple[pl.DataFrame, p
     return decode_columns(frame, fields)
 
 
-def decode_columns(frame: pl.DataFrame, fields: FieldMap, *, line_prefix: bool = False
+def decode_columns(frame: pl.DataFrame, fields: FieldMap
                    ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Vectorised ``RecordDecoder``: raw columns (text or typed) to ``EVENT_SCHEMA`` columns,
     and ``malformed`` rejections with the decoder's messages. ``_offset`` must be present."""
@@ -1068,9 +1056,9 @@ def decode_columns(frame: pl.DataFrame, fields: FieldMap, *, line_prefix: bool =
               | pl.col("ts").is_null())
     raw_ts = pl.col("_ts_raw").cast(pl.String)
     spelled = pl.lit("'") + raw_ts + pl.lit("'") if out["_ts_raw"].dtype == pl.String else raw_ts
+    nul_key = pl.col("key").str.contains("\x00", literal=True)  # the decoder refuses it
     detail = (
-        pl.when(pl.col("key").str.contains("\x00", literal=True))
-        .then(pl.lit("the key contains a NUL character"))
+        pl.when(nul_key).then(pl.lit("the key contains a NUL character"))
         .when(missing).then(pl.lit(f"missing timestamp field {ts_name!r}"))
         .when(ts_err.is_not_null()).then(pl.lit(f"field {ts_name!r}: ") + ts_err)
         .when(beyond).then(pl.lit(f"field {ts_name!r}: ") + spelled
@@ -1080,18 +1068,21 @@ def decode_columns(frame: pl.DataFrame, fields: FieldMap, *, line_prefix: bool =
     )
     out = out.with_columns(detail.alias("_detail"))
     bad = out.filter(pl.col("_detail").is_not_null())
-    prefix = pl.format("line {}: ", "offset") if line_prefix else pl.lit("")
     raw = pl.col("_raw") if "_raw" in out.columns else _raw_from(frame, bad["offset"])
     rejections = bad.select(
         pl.lit(Reason.MALFORMED.value).alias("reason"),
-        (prefix + pl.col("_detail")).alias("detail"), "offset",
-        pl.when(pl.col("key").str.contains("\x00", literal=True)).then(None)
-        .otherwise(pl.col("key")).alias("key"),  # as the decoder: no key it cannot store
+        pl.col("_detail").alias("detail"), "offset",
+        pl.when(nul_key).then(None).otherwise(pl.col("key")).alias("key"),
         pl.lit(None, pl.String).alias("event_id"), pl.lit(None, pl.Int64).alias("ts"),
         raw.alias("raw") if "_raw" in out.columns else pl.Series("raw", raw, pl.String))
     good = out if bad.is_empty() else out.filter(pl.col("_detail").is_null())
     events = good.select([pl.col(c).cast(t) for c, t in EVENT_SCHEMA.items()])
     return events, rejections
+
+
+def _line_prefixed(rejections: pl.DataFrame) -> pl.DataFrame:
+    """Details as the line-reading sources word them: ``line N: ...`` (the offset is the line)."""
+    return rejections.with_columns(pl.format("line {}: {}", "offset", "detail").alias("detail"))
 
 
 def _partial_join(frame: pl.DataFrame, parts: list[pl.Expr], sep: str) -> pl.Series:
