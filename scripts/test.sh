@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 
+echo "== shared cases and data"  # before any server starts: the suite cannot run without
+$BIN/python -c 'from tests.conftest import SHARED; print(SHARED)'
+
 echo "== ruff"
 $BIN/ruff check src tests bench
 

@@ -11,14 +11,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_dir() -> Path:
-    """``../shared`` beside the checkout (CI lays a copy there), or $SESSIONIZE_SHARED."""
-    candidates = [os.environ.get("SESSIONIZE_SHARED"), REPO.parent / "shared", REPO / "../../shared"]
+    """$SESSIONIZE_SHARED, else ``../shared`` beside the checkout, else the machine's copy
+    (``/work/shared``, ``~/shared``): so a clone made anywhere on the machine finds it."""
+    candidates = [os.environ.get("SESSIONIZE_SHARED"), REPO.parent / "shared",
+                  Path("/work/shared"), Path.home() / "shared"]
     for c in candidates:
         if c and (Path(c) / "spec" / "SEMANTICS.md").exists():
             return Path(c).resolve()
+    looked = ", ".join(str(c) for c in candidates if c)
     raise RuntimeError(
-        "cannot find the shared/ folder (spec, cases, data) beside the checkout; "
-        "set SESSIONIZE_SHARED=/path/to/shared"
+        f"cannot find the shared/ folder (spec, cases, data); looked in {looked}. "
+        "Set SESSIONIZE_SHARED=/path/to/shared"
     )
 
 
